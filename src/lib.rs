@@ -1,0 +1,17 @@
+//! etcd 2.x, rebuilt in Rust, simulation-first.
+//!
+//! The deterministic core (the v2 store today; the replicated node, membership rules and log
+//! format as they land) never touches the clock, threads, files or sockets directly: the
+//! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
+
+pub mod error;
+pub mod store;
+pub mod timestamp;
+
+pub use error::{Error, ErrorCode};
+pub use timestamp::Timestamp;
+
+/// The version this server reports at `/version`.
+pub const SERVER_VERSION: &str = "2.3.8";
+/// The cluster version it reports.
+pub const CLUSTER_VERSION: &str = "2.3.0";
