@@ -5,8 +5,10 @@
 //! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
 
 pub mod error;
+pub mod runtime;
 pub mod store;
 pub mod timestamp;
+pub mod wal;
 
 pub use error::{Error, ErrorCode};
 pub use timestamp::Timestamp;
