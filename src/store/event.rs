@@ -55,8 +55,9 @@ pub struct Event {
     /// The store's index when this was answered (the `X-Etcd-Index` header), not part of the body.
     #[serde(skip)]
     pub etcd_index: u64,
-    /// A TTL refresh: recorded in the history but never announced to watchers.
-    #[serde(skip_serializing_if = "is_false", default)]
+    /// A TTL refresh: recorded in the history but never announced to watchers. Internal:
+    /// etcd never shows it to clients (snapshots keep it separately).
+    #[serde(skip)]
     pub refresh: bool,
 }
 

@@ -64,6 +64,8 @@ impl TtlOptions {
 }
 
 /// The test of a compare-and-swap or compare-and-delete; a part left `None` always passes.
+/// etcd reads an empty `prevValue` and a `prevIndex` of 0 as "not given": the request layer
+/// turns those into `None`, so here `Some("")` really compares against an empty value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Condition<'a> {
     pub prev_value: Option<&'a str>,
@@ -168,7 +170,7 @@ impl Store {
         let kept;
         let content = match self.lookup(key) {
             Err(e) if e.code != ErrorCode::KeyNotFound || ttl.refresh => return Err(e),
-            Ok(node) if ttl.refresh => {
+            Ok(node) if ttl.refresh && content != Content::Dir => {
                 kept = node.value().to_owned();
                 Content::Value(&kept)
             }
@@ -325,7 +327,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<Event, Error> {
         let key = path::clean(key);
-        let result = self.lookup_file(&key).and_then(|node| {
+        let result = if key == "/" {
+            // etcd's cause here is its internal root, which its HTTP layer strips to nothing.
+            Err(self.error(ErrorCode::NotFile, ""))
+        } else {
+            self.lookup_file(&key)
+        };
+        let result = result.and_then(|node| {
             condition
                 .check(node)
                 .map_err(|cause| self.error(ErrorCode::TestFailed, cause))
@@ -477,13 +485,16 @@ impl Store {
         if let Some(at) = ttl.expire_at {
             self.expiry.insert(at, key.to_owned());
         }
-        Ok(self.commit(Event {
-            action,
-            node: event_node,
-            prev_node,
-            etcd_index: next,
-            refresh: ttl.refresh,
-        }))
+        Ok(self.commit(
+            Event {
+                action,
+                node: event_node,
+                prev_node,
+                etcd_index: next,
+                refresh: ttl.refresh,
+            },
+            None,
+        ))
     }
 
     /// Writes a new value and TTL into an existing node (update, compare-and-swap).
@@ -511,13 +522,16 @@ impl Store {
         if let Some(at) = ttl.expire_at {
             self.expiry.insert(at, key.to_owned());
         }
-        self.commit(Event {
-            action,
-            node: event_node,
-            prev_node: Some(prev_node),
-            etcd_index: next,
-            refresh: ttl.refresh,
-        })
+        self.commit(
+            Event {
+                action,
+                node: event_node,
+                prev_node: Some(prev_node),
+                etcd_index: next,
+                refresh: ttl.refresh,
+            },
+            None,
+        )
     }
 
     /// Takes a node and everything below it out of the tree (delete, compare-and-delete,
@@ -544,19 +558,20 @@ impl Store {
             created_index: removed.created_index,
             ..NodeExtern::default()
         };
-        self.commit(Event {
+        let event = Event {
             action,
             node,
             prev_node: Some(removed.extern_at(key, Depth::Flat, now)),
             etcd_index: next,
             refresh: false,
-        })
+        };
+        self.commit(event, Some(&removed))
     }
 
     /// Moves the index to the event's and tells the watchers.
-    fn commit(&mut self, event: Event) -> Event {
+    fn commit(&mut self, event: Event, removed: Option<&Node>) -> Event {
         self.index = event.index();
-        self.hub.notify(Arc::new(event.clone()));
+        self.hub.notify(Arc::new(event.clone()), removed);
         event
     }
 }

@@ -227,7 +227,7 @@ impl Model {
             Err(_) => None,
         };
         let (dir, value) = match (ttl.refresh, existing) {
-            (true, Some(n)) => (false, n.value),
+            (true, Some(n)) => (dir, n.value),
             (true, None) => (false, String::new()), // the root: refused below
             (false, _) => (dir, value.to_string()),
         };
@@ -397,6 +397,9 @@ impl Model {
 
     fn cad(&mut self, key: &str, pv: Option<&str>, pi: Option<u64>, now: Timestamp) -> MResult {
         let key = model_clean(key);
+        if key == "/" {
+            return Err(self.err(ErrorCode::NotFile, "")); // etcd's HTTP layer strips its "/1"
+        }
         let n = self.file_at(&key)?;
         self.compare(&n, pv, pi)?;
         self.removal(&key, Action::CompareAndDelete, now)

@@ -110,6 +110,18 @@ impl Node {
         out
     }
 
+    /// Whether a node exists at `below` (a path like `/x/y`) relative to this one.
+    pub fn contains(&self, below: &str) -> bool {
+        let mut node = self;
+        for name in path::segments(below) {
+            match node.children().and_then(|c| c.get(name)) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        true
+    }
+
     /// Visits this node and everything below it, children before their directory (the order
     /// etcd removes them in), with each node's key.
     pub fn visit_post_order(&self, key: &str, visit: &mut impl FnMut(&str, &Node)) {

@@ -74,10 +74,8 @@ pub fn is_hidden_name(name: &str) -> bool {
 /// Whether `key`, seen from a watcher at its ancestor `watched`, passes through a hidden name
 /// (etcd's `isHidden`): such events are not announced to watchers above the hidden part.
 pub fn is_hidden_below(watched: &str, key: &str) -> bool {
-    if watched.len() > key.len() {
-        return false;
-    }
-    segments(&key[watched.len()..]).any(is_hidden_name)
+    key.get(watched.len()..)
+        .is_some_and(|below| segments(below).any(is_hidden_name))
 }
 
 #[cfg(test)]

@@ -22,6 +22,14 @@ const FORMAT_VERSION: u32 = 1;
 /// Far above any sane `--history` setting; a larger number is damage, not configuration.
 const MAX_HISTORY_CAPACITY: usize = 1 << 24;
 
+/// An index no store reaches (one change a nanosecond for a century is below 2^62); beyond it
+/// the next `index + 1` could overflow.
+const MAX_INDEX: u64 = 1 << 62;
+
+fn is_clean_key(key: &str) -> bool {
+    key != "/" && path::clean(key) == key
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotError {
     /// Not a store snapshot at all (bad JSON, missing fields).
@@ -47,8 +55,17 @@ struct ImageOut<'a> {
     index: u64,
     history_capacity: usize,
     nodes: TreeOut<'a>,
-    history: Vec<&'a Event>,
+    history: Vec<SavedEvent<&'a Event>>,
     stats: StoreStats,
+}
+
+/// A history event with the flag its client-facing JSON leaves out.
+#[derive(Serialize, Deserialize)]
+struct SavedEvent<E> {
+    #[serde(flatten)]
+    event: E,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    refresh: bool,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +75,7 @@ struct ImageIn {
     index: u64,
     history_capacity: usize,
     nodes: Vec<NodeRecord>,
-    history: Vec<Event>,
+    history: Vec<SavedEvent<Event>>,
     stats: StoreStats,
 }
 
@@ -114,7 +131,13 @@ pub(super) fn save(store: &Store) -> Vec<u8> {
         index: store.index,
         history_capacity: history.capacity(),
         nodes: TreeOut(&store.root),
-        history: history.events().map(|e| e.as_ref()).collect(),
+        history: history
+            .events()
+            .map(|e| SavedEvent {
+                event: e.as_ref(),
+                refresh: e.refresh,
+            })
+            .collect(),
         stats: store.stats.read(0),
     };
     serde_json::to_vec(&image).expect("a store always serialises")
@@ -127,6 +150,9 @@ pub(super) fn restore(bytes: &[u8]) -> Result<Store, SnapshotError> {
     if image.version != FORMAT_VERSION {
         return invalid(format!("unknown format version {}", image.version));
     }
+    if image.index > MAX_INDEX {
+        return invalid(format!("index {} is impossible", image.index));
+    }
     if image.history_capacity == 0 || image.history_capacity > MAX_HISTORY_CAPACITY {
         return invalid(format!("history capacity {}", image.history_capacity));
     }
@@ -135,7 +161,7 @@ pub(super) fn restore(bytes: &[u8]) -> Result<Store, SnapshotError> {
     let mut expiry = ExpiryQueue::default();
     for record in image.nodes {
         let key = record.key;
-        if key == "/" || path::clean(&key) != key {
+        if !is_clean_key(&key) {
             return invalid(format!("bad key {key:?}"));
         }
         if record.created > image.index || record.modified > image.index {
@@ -170,13 +196,19 @@ pub(super) fn restore(bytes: &[u8]) -> Result<Store, SnapshotError> {
     }
     let mut history = EventHistory::new(image.history_capacity);
     let mut last = 0;
-    for mut event in image.history {
+    for saved in image.history {
+        let mut event = saved.event;
         let at = event.index();
         if at <= last || at > image.index {
             return invalid(format!("history event at index {at} out of order"));
         }
+        let keys = std::iter::once(&event.node).chain(&event.prev_node);
+        if let Some(bad) = keys.map(|n| &n.key).find(|k| !is_clean_key(k)) {
+            return invalid(format!("history event at index {at} has bad key {bad:?}"));
+        }
         last = at;
         event.etcd_index = at;
+        event.refresh = saved.refresh;
         history.push(Arc::new(event));
     }
 

@@ -41,9 +41,16 @@ pub fn parse_ttl(raw: &str) -> Result<Option<u64>, Error> {
     if raw.is_empty() {
         return Ok(None);
     }
-    raw.parse::<u64>()
-        .map(Some)
-        .map_err(|_| Error::new(ErrorCode::TtlNaN, r#"invalid value for "ttl""#, 0))
+    // Digits only: Rust's parser would also take a leading `+`, which etcd refuses.
+    let digits = raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<u64>() {
+        Ok(ttl) if digits => Ok(Some(ttl)),
+        _ => Err(Error::new(
+            ErrorCode::TtlNaN,
+            r#"invalid value for "ttl""#,
+            0,
+        )),
+    }
 }
 
 /// When a key given `ttl_secs` at `now` expires. A TTL too large to represent (past the year
@@ -62,7 +69,15 @@ mod tests {
         assert_eq!(parse_ttl("0"), Ok(Some(0)));
         assert_eq!(parse_ttl("5"), Ok(Some(5)));
         assert_eq!(parse_ttl("99999999999"), Ok(Some(99_999_999_999)));
-        for bad in ["-1", "abc", "1.5", " 5", "99999999999999999999", "\u{ff}"] {
+        for bad in [
+            "-1",
+            "+5",
+            "abc",
+            "1.5",
+            " 5",
+            "99999999999999999999",
+            "\u{ff}",
+        ] {
             let err = parse_ttl(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::TtlNaN, "{bad:?}");
             assert_eq!(err.cause, r#"invalid value for "ttl""#);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::event::Event;
+use super::node::Node;
 use super::path;
 use crate::error::{Error, ErrorCode};
 
@@ -140,7 +141,10 @@ impl WatcherHub {
     ) -> Result<Watcher, Error> {
         let past = self.history.scan(key, recursive, since, current_index)?;
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        let watcher = Watcher { rx };
+        let watcher = Watcher {
+            rx,
+            start_index: current_index,
+        };
         let mut since = since;
         for event in past {
             let answered = Arc::new(Event {
@@ -170,8 +174,9 @@ impl WatcherHub {
 
     /// Records an event and hands it to every interested watcher exactly once. One-shot
     /// watchers are done after one event; a watcher whose buffer is full, or whose client has
-    /// gone, is dropped.
-    pub fn notify(&mut self, event: Arc<Event>) {
+    /// gone, is dropped. For a removal, `removed` is the subtree taken out: as in etcd, only
+    /// watchers of keys that were in it are woken below the removed key.
+    pub fn notify(&mut self, event: Arc<Event>, removed: Option<&Node>) {
         self.history.push(Arc::clone(&event));
         if event.refresh || self.by_key.is_empty() {
             return;
@@ -181,13 +186,14 @@ impl WatcherHub {
             .filter(|p| self.by_key.contains_key(*p))
             .map(str::to_owned)
             .collect();
-        if event.removes_dir() {
+        if let (true, Some(removed)) = (event.removes_dir(), removed) {
             let below = path::join(key, "");
             keys.extend(
                 self.by_key
                     .range(below.clone()..)
                     .map(|(k, _)| k)
                     .take_while(|k| k.starts_with(&below))
+                    .filter(|k| removed.contains(&k[key.len()..]))
                     .cloned(),
             );
         }
@@ -240,6 +246,7 @@ impl WatcherHub {
 #[derive(Debug)]
 pub struct Watcher {
     rx: mpsc::Receiver<Arc<Event>>,
+    start_index: u64,
 }
 
 /// What a watcher has for its client right now.
@@ -253,6 +260,11 @@ pub enum Next {
 }
 
 impl Watcher {
+    /// The store's index when the watch began: etcd's `X-Etcd-Index` for a live watch.
+    pub fn start_index(&self) -> u64 {
+        self.start_index
+    }
+
     /// Waits for the next event; `None` once the watch is over.
     pub async fn next(&mut self) -> Option<Arc<Event>> {
         self.rx.recv().await
