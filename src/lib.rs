@@ -5,6 +5,7 @@
 //! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
 
 pub mod error;
+pub mod lincheck;
 pub mod runtime;
 pub mod store;
 pub mod timestamp;

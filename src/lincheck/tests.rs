@@ -1,0 +1,274 @@
+use proptest::prelude::*;
+
+use super::kv::{KvInput as In, KvModel, KvOutput as Out};
+use super::*;
+
+type Op = Operation<In, Out>;
+
+fn op(call: u64, ret: u64, input: In, output: Out) -> Op {
+    Operation {
+        call,
+        ret: Some(ret),
+        input,
+        output: Some(output),
+    }
+}
+
+fn timed_out(call: u64, input: In) -> Op {
+    Operation {
+        call,
+        ret: None,
+        input,
+        output: None,
+    }
+}
+
+fn set(v: &str) -> In {
+    In::Set(v.into())
+}
+
+fn read(v: Option<&str>) -> Out {
+    Out::Value(v.map(str::to_owned))
+}
+
+fn verdict(ops: &[Op]) -> Verdict {
+    check(&KvModel, ops, 1_000_000)
+}
+
+fn linearizable(ops: &[Op]) -> bool {
+    match verdict(ops) {
+        Verdict::Linearizable => true,
+        Verdict::NotLinearizable { .. } => false,
+        Verdict::GaveUp { steps } => panic!("gave up after {steps} steps"),
+    }
+}
+
+#[test]
+fn an_empty_history_is_linearizable() {
+    assert!(linearizable(&[]));
+}
+
+#[test]
+fn a_read_after_a_write_sees_it() {
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, In::Get, read(Some("x"))),
+    ]));
+}
+
+#[test]
+fn a_stale_read_after_a_finished_write_is_rejected() {
+    let history = [op(0, 1, set("x"), Out::Done), op(2, 3, In::Get, read(None))];
+    assert!(!linearizable(&history));
+}
+
+#[test]
+fn a_read_overlapping_a_write_may_see_either() {
+    for seen in [None, Some("x")] {
+        assert!(linearizable(&[
+            op(0, 10, set("x"), Out::Done),
+            op(2, 3, In::Get, read(seen)),
+        ]));
+    }
+}
+
+#[test]
+fn reads_cannot_go_back_in_time() {
+    // Both reads overlap the write, but once one saw the new value a later one cannot miss it.
+    let history = [
+        op(0, 10, set("x"), Out::Done),
+        op(1, 2, In::Get, read(Some("x"))),
+        op(3, 4, In::Get, read(None)),
+    ];
+    assert!(!linearizable(&history));
+}
+
+#[test]
+fn two_creates_cannot_both_win() {
+    let history = [
+        op(0, 5, In::Create("a".into()), Out::Done),
+        op(1, 6, In::Create("b".into()), Out::Done),
+    ];
+    assert!(!linearizable(&history));
+    let one_refused = [
+        op(0, 5, In::Create("a".into()), Out::Done),
+        op(1, 6, In::Create("b".into()), Out::Refused),
+        op(7, 8, In::Get, read(Some("a"))),
+    ];
+    assert!(linearizable(&one_refused));
+}
+
+#[test]
+fn a_lost_update_is_rejected() {
+    // Two compare-and-swaps from the same value cannot both succeed.
+    let history = [
+        op(0, 1, set("0"), Out::Done),
+        op(
+            2,
+            5,
+            In::CompareAndSwap {
+                prev: "0".into(),
+                value: "1".into(),
+            },
+            Out::Done,
+        ),
+        op(
+            3,
+            6,
+            In::CompareAndSwap {
+                prev: "0".into(),
+                value: "2".into(),
+            },
+            Out::Done,
+        ),
+    ];
+    assert!(!linearizable(&history));
+}
+
+#[test]
+fn a_timed_out_write_may_have_happened() {
+    assert!(linearizable(&[
+        timed_out(0, set("x")),
+        op(1, 2, In::Get, read(None)),
+        op(3, 4, In::Get, read(Some("x"))),
+    ]));
+}
+
+#[test]
+fn a_timed_out_write_may_not_have_happened() {
+    assert!(linearizable(&[
+        timed_out(0, set("x")),
+        op(1, 2, In::Get, read(None)),
+        op(30, 40, In::Get, read(None)),
+    ]));
+}
+
+#[test]
+fn a_timed_out_write_cannot_be_undone() {
+    let history = [
+        timed_out(0, set("x")),
+        op(1, 2, In::Get, read(Some("x"))),
+        op(3, 4, In::Get, read(None)),
+    ];
+    assert!(!linearizable(&history));
+}
+
+#[test]
+fn deletes_and_compare_and_delete_follow_the_model() {
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(
+            2,
+            3,
+            In::CompareAndDelete { prev: "y".into() },
+            Out::Refused
+        ),
+        op(4, 5, In::CompareAndDelete { prev: "x".into() }, Out::Done),
+        op(6, 7, In::Delete, Out::Refused),
+        op(8, 9, In::Update("z".into()), Out::Refused),
+        op(10, 11, In::Get, read(None)),
+    ]));
+    assert!(!linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, In::Delete, Out::Done),
+        op(4, 5, In::Get, read(Some("x"))),
+    ]));
+}
+
+#[test]
+fn the_step_budget_is_honoured() {
+    let history: Vec<Op> = (0..30).map(|i| timed_out(i, set(&i.to_string()))).collect();
+    let mut with_read = history;
+    with_read.push(op(100, 101, In::Get, read(Some("nope"))));
+    assert!(matches!(
+        check(&KvModel, &with_read, 50),
+        Verdict::GaveUp { .. }
+    ));
+}
+
+/// Builds a history by running a real register: each operation takes effect at a random
+/// instant inside its interval, so the history is linearizable by construction.
+fn linearizable_history(spec: &[(u8, u8, u8, bool)]) -> Vec<Op> {
+    let mut effects: Vec<(u64, usize)> = Vec::new();
+    let mut ops = Vec::new();
+    for (i, &(start, len, kind, lost)) in spec.iter().enumerate() {
+        let call = u64::from(start) * 10;
+        let ret = call + 1 + u64::from(len) * 10;
+        let point = call + (u64::from(kind) * 7 + i as u64) % (ret - call);
+        let input = match kind % 6 {
+            0 => In::Get,
+            1 => In::Set(format!("v{i}")),
+            2 => In::Create(format!("v{i}")),
+            3 => In::CompareAndSwap {
+                prev: format!("v{}", i.saturating_sub(1)),
+                value: format!("v{i}"),
+            },
+            4 => In::Delete,
+            _ => In::Update(format!("v{i}")),
+        };
+        ops.push(Operation {
+            call,
+            ret: Some(ret),
+            input,
+            output: None,
+        });
+        effects.push((point * 1000 + i as u64, i));
+        let _ = lost;
+    }
+    effects.sort();
+    let mut state = None;
+    for (_, i) in effects {
+        let (out, next) = KvModel.step(&state, &ops[i].input);
+        state = next;
+        ops[i].output = Some(out);
+    }
+    for (op, &(_, _, _, lost)) in ops.iter_mut().zip(spec) {
+        if lost && !matches!(op.input, In::Get) {
+            op.ret = None;
+            op.output = None;
+        }
+    }
+    ops
+}
+
+proptest! {
+    #[test]
+    fn histories_of_a_real_register_are_linearizable(
+        spec in proptest::collection::vec((0u8..40, 0u8..6, any::<u8>(), proptest::bool::weighted(0.1)), 0..40),
+    ) {
+        let history = linearizable_history(&spec);
+        prop_assert_eq!(verdict(&history), Verdict::Linearizable);
+    }
+
+    /// A read that returns a value whose write only began after the read had finished has
+    /// to be rejected, and the search itself must prove it.
+    #[test]
+    fn a_read_from_the_future_is_caught(
+        spec in proptest::collection::vec((0u8..40, 0u8..6, any::<u8>(), proptest::bool::weighted(0.1)), 2..40),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let mut history = linearizable_history(&spec);
+        let written = |op: &Op| match &op.input {
+            In::Set(v) | In::Create(v) | In::Update(v) => Some(v.clone()),
+            In::CompareAndSwap { value, .. } => Some(value.clone()),
+            _ => None,
+        };
+        let pairs: Vec<(usize, String)> = history
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.input == In::Get && r.ret.is_some())
+            .flat_map(|(i, r)| {
+                history
+                    .iter()
+                    .filter(move |w| w.call > r.ret.unwrap())
+                    .filter_map(written)
+                    .map(move |v| (i, v))
+            })
+            .collect();
+        prop_assume!(!pairs.is_empty());
+        let (read_at, value) = pick.get(&pairs).clone();
+        history[read_at].output = Some(Out::Value(Some(value)));
+        let caught = matches!(verdict(&history), Verdict::NotLinearizable { .. });
+        prop_assert!(caught);
+    }
+}
