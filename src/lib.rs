@@ -6,7 +6,10 @@
 
 pub mod error;
 pub mod lincheck;
+pub mod node;
+pub mod request;
 pub mod runtime;
+pub mod snap;
 pub mod store;
 pub mod timestamp;
 pub mod wal;

@@ -1,16 +1,51 @@
-//! The one seam between the node and the world: disk today; clock, timers, tasks, the peer
-//! network and randomness join it with the replicated node. Production implements it on the
-//! real file system and tokio; the simulator on memory and madsim.
+//! The one seam between the node and the world: clock and timers, task spawning, the peer
+//! network, the disk and randomness. Production implements it on tokio and the real file
+//! system (`TokioRuntime`); the simulator on madsim, an in-memory disk and an in-memory
+//! network (`SimRuntime`, feature `sim`). Node code sees only these traits.
 
 mod fs_disk;
+#[cfg(all(feature = "sim", madsim))]
+pub mod sim;
 mod sim_disk;
+mod tokio_rt;
 
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::time::Duration;
+
+use raft::eraftpb::Message;
+
+use crate::timestamp::Timestamp;
 
 pub use fs_disk::FsDisk;
 pub use sim_disk::SimDisk;
+pub use tokio_rt::{NoPeers, TokioRuntime};
+
+/// Everything a node needs from the world.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    type Disk: Disk;
+    type Net: Transport;
+
+    /// Wall-clock time, for TTLs.
+    fn now(&self) -> Timestamp;
+    /// Time since an arbitrary fixed start that never goes back, for timers.
+    fn elapsed(&self) -> Duration;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static;
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
+    /// Randomness; seeded (and so repeatable) in simulation.
+    fn random_u64(&self) -> u64;
+    fn disk(&self) -> &Self::Disk;
+    fn net(&self) -> &Self::Net;
+}
+
+/// Raft messages to other members. Sending never blocks and may silently lose messages (raft
+/// retries); what arrives is handed to the receiving node's inbox.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, message: Message);
+}
 
 /// Durable storage as the WAL and snapshots need it. Appends are not durable until `sync`;
 /// `write_atomic` is durable when it returns (write aside, sync, rename, sync the directory).

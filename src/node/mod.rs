@@ -1,0 +1,218 @@
+//! The replicated node: raft-rs driving a v2 store, persisted by the WAL and snapshots, with
+//! every effect on the world going through the runtime.
+//!
+//! `Node` is a cheap handle; one task (`core`) owns raft and the log. Writes are proposed with
+//! an id and answered when their entry is applied; quorum reads go through raft's ReadIndex;
+//! plain reads and watches are served from the local store.
+
+mod core;
+mod raft_storage;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, ErrorCode};
+use crate::request::{Op, Proposal};
+use crate::runtime::Runtime;
+use crate::store::{Event, Store, Watcher};
+
+pub use self::core::StartError;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// The members of a new cluster (raft ids); every member must be given the same list.
+    pub peers: Vec<u64>,
+    pub data_dir: PathBuf,
+    /// The heartbeat interval: one raft tick.
+    pub tick: Duration,
+    /// The election timeout, in ticks; each member draws its own from [n, 2n) at start.
+    pub election_ticks: usize,
+    /// Applied entries between snapshots (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Entries kept in memory behind a snapshot for slow followers.
+    pub catch_up_entries: u64,
+    /// Snapshot files kept (etcd's `--max-snapshots`).
+    pub max_snapshots: usize,
+    pub segment_bytes: u64,
+    /// How long a client waits for its write or quorum read.
+    pub request_timeout: Duration,
+    /// How often the leader proposes TTL expiry when something is due.
+    pub sync_interval: Duration,
+    pub history_capacity: usize,
+    /// A deliberately broken mode for tests: acknowledge writes without fsync. The simulator
+    /// must catch it.
+    pub unsafe_skip_fsync: bool,
+}
+
+impl NodeConfig {
+    pub fn new(id: u64, peers: Vec<u64>, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            id,
+            peers,
+            data_dir: data_dir.into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            snapshot_count: 10_000,
+            catch_up_entries: 5_000,
+            max_snapshots: 5,
+            segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
+            request_timeout: Duration::from_secs(7),
+            sync_interval: Duration::from_millis(500),
+            history_capacity: crate::store::DEFAULT_HISTORY_CAPACITY,
+            unsafe_skip_fsync: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    PreCandidate,
+    Leader,
+}
+
+/// What a member knows of itself, updated after every round of the raft loop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub id: u64,
+    pub term: u64,
+    pub leader: u64,
+    pub role: Role,
+    pub commit: u64,
+    pub applied: u64,
+    /// Set when the node stopped (a disk failure, say), with the reason.
+    pub stopped: Option<String>,
+}
+
+pub(crate) struct Shared {
+    store: RwLock<Store>,
+    status: Mutex<Status>,
+}
+
+enum Command {
+    Propose {
+        proposal: Proposal,
+        reply: oneshot::Sender<Result<Event, Error>>,
+    },
+    /// A linearizable read barrier: answered once the local store has applied everything
+    /// committed when the read was asked.
+    Read {
+        id: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+fn timed_out() -> Error {
+    Error::new(ErrorCode::RaftInternal, "etcdserver: request timed out", 0)
+}
+
+fn stopped() -> Error {
+    Error::new(ErrorCode::RaftInternal, "etcdserver: server stopped", 0)
+}
+
+/// A handle to a running member.
+#[derive(Clone)]
+pub struct Node<R: Runtime> {
+    rt: R,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    timeout: Duration,
+}
+
+impl<R: Runtime> Node<R> {
+    /// Starts a member: a new one from `config.peers`, or an existing one from its data dir.
+    /// Raft messages for it arrive on `inbox`.
+    pub async fn start(
+        rt: R,
+        config: NodeConfig,
+        inbox: mpsc::UnboundedReceiver<Message>,
+    ) -> Result<Node<R>, StartError> {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let timeout = config.request_timeout;
+        let (core, shared) = core::Core::open(rt.clone(), config, inbox, command_rx).await?;
+        rt.spawn(core.run());
+        Ok(Node {
+            rt,
+            shared,
+            commands,
+            timeout,
+        })
+    }
+
+    /// Proposes a write and waits for its result.
+    pub async fn write(&self, op: Op) -> Result<Event, Error> {
+        let proposal = Proposal {
+            id: self.rt.random_u64(),
+            time: self.rt.now(),
+            op,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Propose { proposal, reply })
+            .map_err(|_| stopped())?;
+        self.wait(answer).await
+    }
+
+    /// A linearizable read (etcd's `quorum=true`), through raft's ReadIndex.
+    pub async fn quorum_get(&self, key: &str, recursive: bool) -> Result<Event, Error> {
+        let (reply, answer) = oneshot::channel();
+        let id = self.rt.random_u64();
+        self.commands
+            .send(Command::Read { id, reply })
+            .map_err(|_| stopped())?;
+        self.wait(answer).await?;
+        self.get(key, recursive)
+    }
+
+    /// A read from this member's store (etcd's default: may lag the leader).
+    pub fn get(&self, key: &str, recursive: bool) -> Result<Event, Error> {
+        self.store().get(key, recursive, self.rt.now())
+    }
+
+    pub fn watch(
+        &self,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since_index: u64,
+    ) -> Result<Watcher, Error> {
+        self.store_mut().watch(key, recursive, stream, since_index)
+    }
+
+    pub fn status(&self) -> Status {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The applied index and the store's bytes at it, taken together.
+    pub fn store_image(&self) -> (u64, Vec<u8>) {
+        let store = self.store();
+        (self.status().applied, store.save())
+    }
+
+    fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.shared.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.shared.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn wait<T>(&self, answer: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+        let deadline = self.rt.sleep(self.timeout);
+        tokio::select! {
+            result = answer => result.unwrap_or_else(|_| Err(stopped())),
+            _ = deadline => Err(timed_out()),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! A client's write as it travels through the raft log, and how every member applies it.
+//!
+//! The proposing member stamps each request with its clock (`time`); a TTL becomes an expiry
+//! only when applied, as `time + ttl`, and the leader's periodic `Sync` carries the leader's
+//! clock. So what a member's store does depends only on the log, never on when or where the
+//! entry is applied.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode};
+use crate::store::{expiry_after, Condition, Content, Event, Store, TtlOptions};
+use crate::timestamp::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// `value: None` makes a directory.
+    Set {
+        key: String,
+        value: Option<String>,
+        ttl: Option<u64>,
+        refresh: bool,
+    },
+    Create {
+        key: String,
+        value: Option<String>,
+        ttl: Option<u64>,
+    },
+    CreateInOrder {
+        dir: String,
+        value: Option<String>,
+        ttl: Option<u64>,
+    },
+    Update {
+        key: String,
+        value: String,
+        ttl: Option<u64>,
+        refresh: bool,
+    },
+    CompareAndSwap {
+        key: String,
+        prev_value: Option<String>,
+        prev_index: Option<u64>,
+        value: String,
+        ttl: Option<u64>,
+        refresh: bool,
+    },
+    Delete {
+        key: String,
+        dir: bool,
+        recursive: bool,
+    },
+    CompareAndDelete {
+        key: String,
+        prev_value: Option<String>,
+        prev_index: Option<u64>,
+    },
+    /// Expire everything due at the proposal's time (proposed by the leader).
+    Sync,
+}
+
+/// One log entry's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Chosen by the proposing member so it can wake the waiting client.
+    pub id: u64,
+    /// The proposing member's clock.
+    pub time: Timestamp,
+    pub op: Op,
+}
+
+impl Proposal {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a proposal always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, Error> {
+        postcard::from_bytes(bytes).map_err(|e| {
+            Error::new(
+                ErrorCode::RaftInternal,
+                format!("undecodable log entry: {e}"),
+                0,
+            )
+        })
+    }
+}
+
+fn content(value: &Option<String>) -> Content<'_> {
+    match value {
+        Some(v) => Content::Value(v),
+        None => Content::Dir,
+    }
+}
+
+/// Applies one proposal to a store. `Sync` answers with the last expiry, if any.
+pub fn apply(store: &mut Store, proposal: &Proposal) -> Result<Event, Error> {
+    let now = proposal.time;
+    let ttl = |secs: &Option<u64>, refresh: bool| TtlOptions {
+        expire_at: secs.and_then(|s| expiry_after(now, s)),
+        refresh,
+    };
+    match &proposal.op {
+        Op::Set {
+            key,
+            value,
+            ttl: t,
+            refresh,
+        } => store.set(key, content(value), ttl(t, *refresh), now),
+        Op::Create { key, value, ttl: t } => store.create(key, content(value), ttl(t, false), now),
+        Op::CreateInOrder { dir, value, ttl: t } => {
+            store.create_in_order(dir, content(value), ttl(t, false), now)
+        }
+        Op::Update {
+            key,
+            value,
+            ttl: t,
+            refresh,
+        } => store.update(key, value, ttl(t, *refresh), now),
+        Op::CompareAndSwap {
+            key,
+            prev_value,
+            prev_index,
+            value,
+            ttl: t,
+            refresh,
+        } => {
+            let condition = Condition {
+                prev_value: prev_value.as_deref(),
+                prev_index: *prev_index,
+            };
+            store.compare_and_swap(key, condition, value, ttl(t, *refresh), now)
+        }
+        Op::Delete {
+            key,
+            dir,
+            recursive,
+        } => store.delete(key, *dir, *recursive, now),
+        Op::CompareAndDelete {
+            key,
+            prev_value,
+            prev_index,
+        } => {
+            let condition = Condition {
+                prev_value: prev_value.as_deref(),
+                prev_index: *prev_index,
+            };
+            store.compare_and_delete(key, condition, now)
+        }
+        Op::Sync => store
+            .expire(now)
+            .pop()
+            .ok_or_else(|| Error::new(ErrorCode::KeyNotFound, "nothing expired", store.index())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(op: Op, secs: i64) -> Proposal {
+        Proposal {
+            id: 7,
+            time: Timestamp::from_unix_secs(1_764_000_000 + secs),
+            op,
+        }
+    }
+
+    #[test]
+    fn proposals_round_trip_through_bytes() {
+        let p = proposal(
+            Op::CompareAndSwap {
+                key: "/k".into(),
+                prev_value: Some("a".into()),
+                prev_index: None,
+                value: "b".into(),
+                ttl: Some(5),
+                refresh: false,
+            },
+            0,
+        );
+        assert_eq!(Proposal::decode(&p.encode()).unwrap(), p);
+        assert!(Proposal::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn ttl_counts_from_the_proposers_clock_and_sync_expires() {
+        let mut store = Store::new();
+        let set = Op::Set {
+            key: "/k".into(),
+            value: Some("v".into()),
+            ttl: Some(5),
+            refresh: false,
+        };
+        let event = apply(&mut store, &proposal(set, 0)).unwrap();
+        assert_eq!(
+            event.node.expiration,
+            Some(Timestamp::from_unix_secs(1_764_000_005))
+        );
+        assert!(
+            apply(&mut store, &proposal(Op::Sync, 4)).is_err(),
+            "nothing due yet"
+        );
+        let expired = apply(&mut store, &proposal(Op::Sync, 5)).unwrap();
+        assert_eq!(expired.key(), "/k");
+    }
+
+    #[test]
+    fn every_op_reaches_the_store() {
+        let mut store = Store::new();
+        let ops = [
+            Op::Create {
+                key: "/d".into(),
+                value: None,
+                ttl: None,
+            },
+            Op::CreateInOrder {
+                dir: "/q".into(),
+                value: Some("j".into()),
+                ttl: None,
+            },
+            Op::Set {
+                key: "/k".into(),
+                value: Some("1".into()),
+                ttl: None,
+                refresh: false,
+            },
+            Op::Update {
+                key: "/k".into(),
+                value: "2".into(),
+                ttl: None,
+                refresh: false,
+            },
+            Op::CompareAndSwap {
+                key: "/k".into(),
+                prev_value: Some("2".into()),
+                prev_index: None,
+                value: "3".into(),
+                ttl: None,
+                refresh: false,
+            },
+            Op::CompareAndDelete {
+                key: "/k".into(),
+                prev_value: Some("3".into()),
+                prev_index: None,
+            },
+            Op::Delete {
+                key: "/d".into(),
+                dir: true,
+                recursive: false,
+            },
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            let event = apply(&mut store, &proposal(op, 0)).unwrap();
+            assert_eq!(event.index(), i as u64 + 1);
+        }
+    }
+}

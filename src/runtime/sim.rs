@@ -1,0 +1,214 @@
+//! The simulation runtime: madsim's virtual clock, tasks and seeded randomness, the in-memory
+//! `SimDisk`, and `SimNet`, an in-memory network that loses, delays, reorders and partitions
+//! messages as the test directs. Everything is driven by the simulation seed.
+// A runtime implementation: madsim's clock is std's `Instant` under the simulation.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use madsim::rand::{Rng, RngCore};
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
+
+use super::{Runtime, SimDisk, Transport};
+use crate::timestamp::Timestamp;
+
+#[derive(Clone)]
+pub struct SimRuntime {
+    id: u64,
+    origin: madsim::time::Instant,
+    /// This member's clock error, added to the simulation's wall clock.
+    skew_nanos: i64,
+    disk: SimDisk,
+    net: SimEndpoint,
+}
+
+impl SimRuntime {
+    /// The runtime of member `id`; call it inside that member's madsim node.
+    pub fn new(id: u64, disk: SimDisk, net: SimNet, skew: Duration) -> SimRuntime {
+        SimRuntime {
+            id,
+            origin: madsim::time::Instant::now(),
+            skew_nanos: i64::try_from(skew.as_nanos()).unwrap_or(0),
+            disk,
+            net: SimEndpoint { from: id, net },
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Runtime for SimRuntime {
+    type Disk = SimDisk;
+    type Net = SimEndpoint;
+
+    fn now(&self) -> Timestamp {
+        let wall = madsim::time::TimeHandle::current().now_time();
+        let nanos = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        Timestamp::from_unix_nanos(nanos).saturating_add_nanos(self.skew_nanos)
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        madsim::time::sleep(duration)
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        madsim::task::spawn(task);
+    }
+
+    fn random_u64(&self) -> u64 {
+        madsim::rand::thread_rng().next_u64()
+    }
+
+    fn disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    fn net(&self) -> &SimEndpoint {
+        &self.net
+    }
+}
+
+/// How the simulated network treats messages.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub loss: f64,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            loss: 0.0,
+            min_delay: Duration::from_micros(200),
+            max_delay: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The network between simulated members: who is listening, which links are cut, and how
+/// lossy and slow the rest is.
+#[derive(Clone, Default)]
+pub struct SimNet {
+    state: Arc<Mutex<NetState>>,
+}
+
+#[derive(Default)]
+struct NetState {
+    inboxes: BTreeMap<u64, mpsc::UnboundedSender<Message>>,
+    /// Directed links (from, to) that drop everything.
+    cut: BTreeSet<(u64, u64)>,
+    config: NetConfig,
+    delivered: u64,
+    dropped: u64,
+}
+
+impl SimNet {
+    pub fn new() -> SimNet {
+        SimNet::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, NetState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers (or, after a restart, replaces) a member's inbox.
+    pub fn listen(&self, id: u64) -> mpsc::UnboundedReceiver<Message> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state().inboxes.insert(id, tx);
+        rx
+    }
+
+    pub fn set_config(&self, config: NetConfig) {
+        self.state().config = config;
+    }
+
+    /// Cuts the link from `from` to `to` (one way).
+    pub fn cut(&self, from: u64, to: u64) {
+        self.state().cut.insert((from, to));
+    }
+
+    /// Cuts every link between the two groups, both ways.
+    pub fn partition(&self, a: &[u64], b: &[u64]) {
+        let mut state = self.state();
+        for &x in a {
+            for &y in b {
+                state.cut.insert((x, y));
+                state.cut.insert((y, x));
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        self.state().cut.clear();
+    }
+
+    /// (delivered, dropped) message counts so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.delivered, state.dropped)
+    }
+
+    fn send(&self, from: u64, message: Message) {
+        let to = message.to;
+        let delay = {
+            let mut state = self.state();
+            let mut rng = madsim::rand::thread_rng();
+            let lost = state.config.loss > 0.0 && rng.gen_bool(state.config.loss.min(1.0));
+            if lost || state.cut.contains(&(from, to)) || !state.inboxes.contains_key(&to) {
+                state.dropped += 1;
+                return;
+            }
+            let (lo, hi) = (
+                state.config.min_delay,
+                state.config.max_delay.max(state.config.min_delay),
+            );
+            lo + Duration::from_nanos(rng.gen_range(0..=(hi - lo).as_nanos() as u64))
+        };
+        let net = self.clone();
+        // Each message travels on its own, so random delays also reorder them.
+        madsim::task::spawn(async move {
+            madsim::time::sleep(delay).await;
+            let mut state = net.state();
+            // The link may have been cut while the message was in flight.
+            let delivered = !state.cut.contains(&(from, to))
+                && state
+                    .inboxes
+                    .get(&to)
+                    .is_some_and(|inbox| inbox.send(message).is_ok());
+            if delivered {
+                state.delivered += 1;
+            } else {
+                state.dropped += 1;
+            }
+        });
+    }
+}
+
+/// One member's side of the `SimNet`.
+#[derive(Clone)]
+pub struct SimEndpoint {
+    from: u64,
+    net: SimNet,
+}
+
+impl Transport for SimEndpoint {
+    fn send(&self, message: Message) {
+        self.net.send(self.from, message);
+    }
+}
