@@ -1,8 +1,16 @@
 //! Deterministic simulation tests (`cargo test --features sim`).
 //!
-//! Today: the store as a replicated state machine. Members that apply the same entries with the
-//! same timestamps must end in the same state, or replication means nothing. The full cluster
-//! simulator (madsim, faults, linearizability) grows here with the replicated node.
+//! The real node code runs on madsim: whole clusters in one thread, virtual time, one seed
+//! steering every choice (scheduling, message delays and loss, faults, client operations).
+//! Every run's history is checked for linearizability, and its stores for equality.
 
+#![cfg(madsim)]
+
+mod clock;
+mod cluster;
+mod nemesis;
+mod run;
+mod scenarios;
 mod seeds;
 mod store_replay;
+mod workload;

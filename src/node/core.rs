@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot};
-use raft::{RawNode, StateRole, Storage};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::raft_storage::RaftStorage;
@@ -89,6 +89,8 @@ pub(super) struct Core<R: Runtime> {
     last_snapshot: u64,
     ticks: u64,
     last_sync_tick: u64,
+    /// Followers waiting for a snapshot from this leader, and since which tick.
+    snapshot_sent: BTreeMap<u64, u64>,
 }
 
 fn data_paths(config: &NodeConfig) -> (PathBuf, PathBuf) {
@@ -164,6 +166,7 @@ impl<R: Runtime> Core<R> {
                 applied: meta.index,
                 ..Status::default()
             }),
+            log: storage.clone(),
         });
         let core = Core {
             rt,
@@ -183,6 +186,7 @@ impl<R: Runtime> Core<R> {
             last_snapshot: meta.index,
             ticks: 0,
             last_sync_tick: 0,
+            snapshot_sent: BTreeMap::new(),
         };
         Ok((core, shared))
     }
@@ -279,6 +283,34 @@ impl<R: Runtime> Core<R> {
             }
         }
         self.propose_expiry();
+        self.retry_lost_snapshots();
+    }
+
+    /// raft-rs sends a lagging follower nothing more until told how its snapshot went. The
+    /// network loses messages without saying so; a snapshot still unconfirmed after a few
+    /// election timeouts is reported failed, and raft sends a fresh one.
+    fn retry_lost_snapshots(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            self.snapshot_sent.clear();
+            return;
+        }
+        let waiting: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, progress)| progress.state == ProgressState::Snapshot)
+            .map(|(id, _)| *id)
+            .collect();
+        self.snapshot_sent.retain(|id, _| waiting.contains(id));
+        let patience = 3 * self.config.election_ticks.max(1) as u64;
+        for id in waiting {
+            let since = *self.snapshot_sent.entry(id).or_insert(self.ticks);
+            if self.ticks >= since + patience {
+                self.raw.report_snapshot(id, SnapshotStatus::Failure);
+                self.snapshot_sent.remove(&id);
+            }
+        }
     }
 
     /// The leader proposes `Sync{now}` when some TTL is due, so every member expires the same
@@ -413,6 +445,12 @@ impl<R: Runtime> Core<R> {
             }
             self.applied = entry.index;
         }
+        // Published while the store is still locked, so readers see the two agree.
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied = self.applied;
         Ok(())
     }
 
@@ -448,9 +486,13 @@ impl<R: Runtime> Core<R> {
             .apply_snapshot(snapshot.clone())
             .map_err(|e| e.to_string())?;
         self.storage.set_latest(snapshot);
-        *self.shared.store.write().unwrap_or_else(|e| e.into_inner()) = store;
+        let mut current = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+        *current = store;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
+        let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.applied = meta.index;
+        status.snapshots_installed += 1;
         Ok(())
     }
 
@@ -520,7 +562,6 @@ impl<R: Runtime> Core<R> {
         status.leader = raft.leader_id;
         status.role = role;
         status.commit = raft.raft_log.committed;
-        status.applied = self.applied;
     }
 
     /// A failed disk (or a damaged entry) ends the member: nothing more is acknowledged.

@@ -87,6 +87,8 @@ pub struct Status {
     pub role: Role,
     pub commit: u64,
     pub applied: u64,
+    /// Snapshots received from a leader and installed (a member that fell too far behind).
+    pub snapshots_installed: u64,
     /// Set when the node stopped (a disk failure, say), with the reason.
     pub stopped: Option<String>,
 }
@@ -94,6 +96,7 @@ pub struct Status {
 pub(crate) struct Shared {
     store: RwLock<Store>,
     status: Mutex<Status>,
+    log: raft_storage::RaftStorage,
 }
 
 enum Command {
@@ -194,10 +197,27 @@ impl<R: Runtime> Node<R> {
             .clone()
     }
 
-    /// The applied index and the store's bytes at it, taken together.
+    /// (index, term) of every committed entry this member still holds in memory. Committed
+    /// entries never change, so every member must agree on these.
+    pub fn committed_terms(&self) -> Vec<(u64, u64)> {
+        use raft::Storage;
+        let log = &self.shared.log.mem;
+        let commit = log.rl().hard_state().commit;
+        let (Ok(first), Ok(last)) = (log.first_index(), log.last_index()) else {
+            return Vec::new();
+        };
+        (first..=commit.min(last))
+            .filter_map(|index| log.term(index).ok().map(|term| (index, term)))
+            .collect()
+    }
+
+    /// The applied index and the replicated part of the store at it (everything but the
+    /// member's own read counters), taken together.
     pub fn store_image(&self) -> (u64, Vec<u8>) {
+        // The applied index is published under the store's write lock, so with the read lock
+        // held the two belong together.
         let store = self.store();
-        (self.status().applied, store.save())
+        (self.status().applied, store.replicated_image())
     }
 
     fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -210,7 +230,10 @@ impl<R: Runtime> Node<R> {
 
     async fn wait<T>(&self, answer: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
         let deadline = self.rt.sleep(self.timeout);
+        // `biased`: an unbiased select draws from a thread-local RNG that would make
+        // simulation runs differ.
         tokio::select! {
+            biased;
             result = answer => result.unwrap_or_else(|_| Err(stopped())),
             _ = deadline => Err(timed_out()),
         }

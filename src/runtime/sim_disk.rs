@@ -21,6 +21,7 @@ struct State {
     dirs: std::collections::BTreeSet<PathBuf>,
     failing: bool,
     syncs: u64,
+    refused: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -51,11 +52,17 @@ impl SimDisk {
     }
 
     fn writable(&self) -> io::Result<MutexGuard<'_, State>> {
-        let state = self.state();
+        let mut state = self.state();
         if state.failing {
+            state.refused += 1;
             return Err(eio());
         }
         Ok(state)
+    }
+
+    /// How many operations failed because the disk was failing.
+    pub fn refused_count(&self) -> u64 {
+        self.state().refused
     }
 
     /// Loses what was not synced, keeping `keep(unsynced_len)` of each file's unsynced tail.
@@ -103,10 +110,7 @@ impl Disk for SimDisk {
     }
 
     async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let state = self.state();
-        if state.failing {
-            return Err(eio());
-        }
+        let state = self.writable()?;
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
         }

@@ -394,6 +394,12 @@ impl Store {
         snapshot::save(self)
     }
 
+    /// What every member applying the same log has identically: `save` without the counters,
+    /// which also count this member's own reads.
+    pub fn replicated_image(&self) -> Vec<u8> {
+        snapshot::save_with_stats(self, false)
+    }
+
     /// A store exactly as `save` saw it; watchers are not part of a snapshot.
     pub fn restore(bytes: &[u8]) -> Result<Store, SnapshotError> {
         snapshot::restore(bytes)

@@ -125,6 +125,10 @@ impl Serialize for TreeOut<'_> {
 }
 
 pub(super) fn save(store: &Store) -> Vec<u8> {
+    save_with_stats(store, true)
+}
+
+pub(super) fn save_with_stats(store: &Store, with_stats: bool) -> Vec<u8> {
     let history = store.hub.history();
     let image = ImageOut {
         version: FORMAT_VERSION,
@@ -138,7 +142,11 @@ pub(super) fn save(store: &Store) -> Vec<u8> {
                 refresh: e.refresh,
             })
             .collect(),
-        stats: store.stats.read(0),
+        stats: if with_stats {
+            store.stats.read(0)
+        } else {
+            StoreStats::default()
+        },
     };
     serde_json::to_vec(&image).expect("a store always serialises")
 }

@@ -1,0 +1,188 @@
+//! The fault schedule. Each run enables a random subset of fault kinds (swarm testing: some
+//! bugs need one fault often and others never), then injects one fault at a time, holds it,
+//! and undoes it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock;
+use etcd::runtime::sim::NetConfig;
+use madsim::rand::Rng;
+
+use crate::cluster::Cluster;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Members split into two sides that cannot talk.
+    Partition,
+    /// One direction of one link is cut.
+    OneWay,
+    /// The leader is cut off from everyone.
+    IsolateLeader,
+    /// Messages are lost at random.
+    Loss,
+    /// Messages are slow (and so reordered more).
+    Delay,
+    /// A member's process dies; the OS keeps what it wrote.
+    Kill,
+    /// A member loses power: unsynced writes are lost or torn.
+    Crash,
+    /// Every member loses power at once.
+    CrashAll,
+    /// A member stops being scheduled for a while.
+    Pause,
+    /// A member's disk starts failing every operation.
+    DiskError,
+}
+
+pub const ALL: [Fault; 10] = [
+    Fault::Partition,
+    Fault::OneWay,
+    Fault::IsolateLeader,
+    Fault::Loss,
+    Fault::Delay,
+    Fault::Kill,
+    Fault::Crash,
+    Fault::CrashAll,
+    Fault::Pause,
+    Fault::DiskError,
+];
+
+/// The fault kinds a run uses, drawn from the run's seed.
+pub fn swarm() -> Vec<Fault> {
+    let mut rng = madsim::rand::thread_rng();
+    let chosen: Vec<Fault> = ALL.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+    if chosen.is_empty() {
+        vec![ALL[rng.gen_range(0..ALL.len())]]
+    } else {
+        chosen
+    }
+}
+
+pub type FaultLog = Arc<Mutex<Vec<String>>>;
+
+fn pick(ids: &[u64]) -> u64 {
+    ids[madsim::rand::thread_rng().gen_range(0..ids.len())]
+}
+
+pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: FaultLog) {
+    let note = |what: String| {
+        log.lock()
+            .unwrap()
+            .push(format!("{:?} {what}", clock::now()))
+    };
+    while clock::now() < until {
+        let (wait, hold, fault) = {
+            let mut rng = madsim::rand::thread_rng();
+            (
+                Duration::from_millis(rng.gen_range(200..1500)),
+                Duration::from_millis(rng.gen_range(300..3000)),
+                kinds[rng.gen_range(0..kinds.len())],
+            )
+        };
+        madsim::time::sleep(wait).await;
+        let ids = cluster.ids.clone();
+        match fault {
+            Fault::Partition => {
+                let mut side = ids.clone();
+                let cut = madsim::rand::thread_rng().gen_range(1..side.len());
+                for i in (1..side.len()).rev() {
+                    side.swap(i, madsim::rand::thread_rng().gen_range(0..=i));
+                }
+                let (a, b) = side.split_at(cut);
+                note(format!("partition {a:?} | {b:?}"));
+                cluster.net.partition(a, b);
+                madsim::time::sleep(hold).await;
+                cluster.net.heal();
+            }
+            Fault::OneWay => {
+                let (from, to) = (pick(&ids), pick(&ids));
+                note(format!("cut {from} -> {to}"));
+                cluster.net.cut(from, to);
+                madsim::time::sleep(hold).await;
+                cluster.net.heal();
+            }
+            Fault::IsolateLeader => {
+                if let Some(leader) = cluster.leader() {
+                    let rest: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+                    note(format!("isolate leader {leader}"));
+                    cluster.net.partition(&[leader], &rest);
+                    madsim::time::sleep(hold).await;
+                    cluster.net.heal();
+                }
+            }
+            Fault::Loss => {
+                let loss = madsim::rand::thread_rng().gen_range(0.05..0.4);
+                note(format!("loss {loss:.2}"));
+                cluster.net.set_config(NetConfig {
+                    loss,
+                    ..NetConfig::default()
+                });
+                madsim::time::sleep(hold).await;
+                cluster.net.set_config(NetConfig::default());
+            }
+            Fault::Delay => {
+                let max = Duration::from_millis(madsim::rand::thread_rng().gen_range(20..400));
+                note(format!("delay up to {max:?}"));
+                cluster.net.set_config(NetConfig {
+                    loss: 0.0,
+                    min_delay: Duration::from_millis(1),
+                    max_delay: max,
+                });
+                madsim::time::sleep(hold).await;
+                cluster.net.set_config(NetConfig::default());
+            }
+            Fault::Kill => {
+                let id = pick(&ids);
+                note(format!("kill {id}"));
+                cluster.kill(id);
+                madsim::time::sleep(hold).await;
+                cluster.restart(id);
+            }
+            Fault::Crash => {
+                let id = pick(&ids);
+                note(format!("crash {id}"));
+                cluster.crash(id);
+                madsim::time::sleep(hold).await;
+                cluster.restart(id);
+            }
+            Fault::CrashAll => {
+                note("crash all".into());
+                for &id in &ids {
+                    cluster.crash(id);
+                }
+                madsim::time::sleep(hold).await;
+                for &id in &ids {
+                    cluster.restart(id);
+                }
+            }
+            Fault::Pause => {
+                let id = pick(&ids);
+                note(format!("pause {id}"));
+                cluster.pause(id);
+                madsim::time::sleep(hold).await;
+                cluster.resume(id);
+            }
+            Fault::DiskError => {
+                let id = pick(&ids);
+                note(format!("disk errors on {id}"));
+                let refused_before = cluster.disks[&id].refused_count();
+                cluster.disks[&id].set_failing(true);
+                madsim::time::sleep(hold).await;
+                // A member whose disk failed must have stopped rather than go on without it.
+                if cluster.disks[&id].refused_count() > refused_before {
+                    if let Some(member) = cluster.member(id) {
+                        if member.status().stopped.is_none() {
+                            note(format!(
+                                "VIOLATION member {id} kept running on a failed disk"
+                            ));
+                        }
+                    }
+                }
+                cluster.kill(id);
+                cluster.disks[&id].set_failing(false);
+                cluster.restart(id);
+            }
+        }
+    }
+}

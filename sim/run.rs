@@ -1,0 +1,259 @@
+//! One simulated run: start a cluster, run clients and faults, heal, and check everything.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock;
+use etcd::lincheck::{self, kv::KvModel, Verdict};
+use etcd::node::Role;
+
+use crate::cluster::{Cluster, Options};
+use crate::nemesis::{self, Fault, FaultLog};
+use crate::workload::{self, History, KEYS};
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub options: Options,
+    pub clients: u64,
+    /// Simulated time the clients and faults run for.
+    pub duration: Duration,
+    /// `None`: a random subset chosen by the seed.
+    pub faults: Option<Vec<Fault>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// A digest of the whole run: client history, fault log and final stores.
+    pub trace: u64,
+    pub checked_ops: usize,
+    pub acknowledged: u64,
+    pub faults: usize,
+    pub simulated: Duration,
+}
+
+/// Runs `plan` under `seed`; `Err` says which check failed and why.
+pub fn run(seed: u64, plan: &Plan) -> Result<Report, String> {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(plan.duration * 4 + Duration::from_secs(300));
+    let plan = plan.clone();
+    // A panic inside the simulation (a node's assertion, raft's own checks) fails the run
+    // like any other check.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async move { simulate(plan).await })
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(format!("the simulation panicked: {why}"))
+    })
+}
+
+async fn simulate(plan: Plan) -> Result<Report, String> {
+    let start = clock::now();
+    let cluster = Cluster::start(&plan.options);
+    let history = History::default();
+    let log: FaultLog = Arc::new(Mutex::new(Vec::new()));
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kinds = plan.faults.clone().unwrap_or_else(nemesis::swarm);
+    log.lock()
+        .unwrap()
+        .push(format!("faults enabled: {kinds:?}"));
+
+    let until = clock::now() + plan.duration;
+    let driver = madsim::runtime::Handle::current()
+        .create_node()
+        .name("clients")
+        .build();
+    let mut tasks = Vec::new();
+    for client in 0..plan.clients {
+        tasks.push(driver.spawn(workload::client(
+            cluster.clone(),
+            history.clone(),
+            client,
+            start,
+            until,
+        )));
+    }
+    tasks.push(driver.spawn(nemesis::run(
+        cluster.clone(),
+        kinds,
+        until,
+        Arc::clone(&log),
+    )));
+    let monitor = driver.spawn(watch_invariants(cluster.clone(), Arc::clone(&violations)));
+    for task in tasks {
+        task.await
+            .map_err(|e| format!("a simulation task failed: {e}"))?;
+    }
+
+    // Heal and let the cluster catch up; then read every key once more.
+    cluster.net.heal();
+    for id in cluster.ids.clone() {
+        if cluster.member(id).is_none() {
+            cluster.restart(id);
+        }
+    }
+    cluster.settle(Duration::from_secs(60)).await?;
+    let leader = cluster
+        .leader()
+        .and_then(|id| cluster.member(id))
+        .ok_or("no leader after settling")?;
+    for key in KEYS {
+        workload::checked_read(&leader, key, &history, start).await;
+    }
+    monitor.abort();
+
+    let failed = cluster.failed_starts();
+    if !failed.is_empty() {
+        return Err(format!("members could not start: {failed:?}"));
+    }
+    let mut problems = violations.lock().unwrap().clone();
+    problems.extend(
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("VIOLATION"))
+            .cloned(),
+    );
+    if !problems.is_empty() {
+        return Err(format!("invariants broken: {problems:?}"));
+    }
+
+    // Linearizability, key by key.
+    let ops = history.ops();
+    let mut by_key: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    for r in &ops {
+        by_key.entry(r.key.as_str()).or_default().push(r.op.clone());
+    }
+    for (key, key_ops) in &by_key {
+        match lincheck::check(&KvModel, key_ops, 5_000_000) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { longest } => {
+                return Err(format!(
+                    "history of {key} is not linearizable ({} ops; longest order found: {longest:?})\n{key_ops:#?}\nfaults: {:#?}",
+                    key_ops.len(),
+                    log.lock().unwrap()
+                ));
+            }
+            Verdict::GaveUp { steps } => {
+                return Err(format!(
+                    "checking {key} gave up after {steps} steps ({} ops)",
+                    key_ops.len()
+                ));
+            }
+        }
+    }
+
+    // Every member applied the same entries, so every store is the same. Images are taken
+    // in one simulated instant; TTL expiry may still be committing, so wait for a moment
+    // when every member has applied the same index.
+    let mut first = None;
+    for _ in 0..100 {
+        let mut images = BTreeMap::new();
+        for id in &cluster.ids {
+            let member = cluster
+                .member(*id)
+                .ok_or(format!("member {id} is down after settling"))?;
+            images.insert(*id, member.store_image());
+        }
+        let applied: Vec<u64> = images.values().map(|(applied, _)| *applied).collect();
+        if applied.windows(2).any(|w| w[0] != w[1]) {
+            madsim::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let reference = images.values().next().cloned().unwrap_or_default();
+        if let Some((id, (applied, image))) = images.iter().find(|(_, image)| **image != reference)
+        {
+            let (a, b) = (
+                String::from_utf8_lossy(&reference.1),
+                String::from_utf8_lossy(image),
+            );
+            let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+            let around = |s: &str| {
+                s.get(at.saturating_sub(150)..(at + 150).min(s.len()))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            return Err(format!(
+                "member {id}'s store differs from member 1's at applied index {applied}:\n  member 1: ...{}...\n  member {id}: ...{}...",
+                around(&a),
+                around(&b)
+            ));
+        }
+        first = Some(reference);
+        break;
+    }
+    let first = first.ok_or("members never reached the same applied index")?;
+
+    let mut trace = DefaultHasher::new();
+    history.digest().hash(&mut trace);
+    log.lock().unwrap().hash(&mut trace);
+    first.hash(&mut trace);
+    let faults = log.lock().unwrap().len() - 1;
+    Ok(Report {
+        trace: trace.finish(),
+        checked_ops: ops.len(),
+        acknowledged: history.acknowledged(),
+        faults,
+        simulated: clock::now() - start,
+    })
+}
+
+/// Watches, throughout the run: no two members lead in the same term; no committed entry
+/// ever changes (every member reports the same term for it); members at the same applied
+/// index hold the same store.
+async fn watch_invariants(cluster: Cluster, violations: Arc<Mutex<Vec<String>>>) {
+    let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut committed: BTreeMap<u64, (u64, u64)> = BTreeMap::new(); // index -> (term, seen on)
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        let mut images: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
+        for id in cluster.up() {
+            let Some(member) = cluster.member(id) else {
+                continue;
+            };
+            let status = member.status();
+            let broken = |what: String| violations.lock().unwrap().push(what);
+            if status.role == Role::Leader {
+                let first = *leaders.entry(status.term).or_insert(id);
+                if first != id {
+                    broken(format!(
+                        "members {first} and {id} both led term {}",
+                        status.term
+                    ));
+                }
+            }
+            if round % 10 == 0 {
+                for (index, term) in member.committed_terms() {
+                    let (seen_term, seen_on) = *committed.entry(index).or_insert((term, id));
+                    if seen_term != term {
+                        broken(format!(
+                            "committed entry {index} has term {seen_term} on member {seen_on} but {term} on member {id}"
+                        ));
+                    }
+                }
+            }
+            // Serialising a store is the costly part: every half second is plenty.
+            if round % 100 == 0 {
+                let (applied, image) = member.store_image();
+                if let Some((other, _)) = images
+                    .iter()
+                    .find(|(_, (a, i))| *a == applied && *i != image)
+                {
+                    broken(format!(
+                        "members {other} and {id} hold different stores at applied index {applied}"
+                    ));
+                }
+                images.insert(id, (applied, image));
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(5)).await;
+    }
+}
