@@ -20,30 +20,47 @@ fn plan(members: u64) -> Plan {
     }
 }
 
-fn must_pass(seed: u64, plan: &Plan) {
-    if let Err(why) = run(seed, plan) {
-        panic!("{why}");
-    }
+fn must_pass(seed: u64, plan: &Plan) -> crate::run::Report {
+    run(seed, plan).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Runs the scenario's seeds and prints what they covered (shown with `--nocapture`).
+// Wall-clock time here measures the simulator itself, not the simulated cluster.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
+    use std::sync::Mutex;
+    let wall = std::time::Instant::now();
+    let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
+    for_each_seed(name, 100, |seed| {
+        let report = must_pass(seed_base + seed, plan);
+        let mut t = totals.lock().unwrap();
+        t.0 += 1;
+        t.1 += report.simulated;
+        t.2 += report.checked_ops;
+        t.3 += report.faults;
+    });
+    let (runs, simulated, ops, faults) = *totals.lock().unwrap();
+    let wall = wall.elapsed();
+    eprintln!(
+        "{name}: {runs} runs, {:.0} simulated s, {ops} checked ops, {faults} faults in {:.1} s wall \
+         ({:.0} runs/min, {:.0} simulated s per wall s)",
+        simulated.as_secs_f64(),
+        wall.as_secs_f64(),
+        runs as f64 * 60.0 / wall.as_secs_f64(),
+        simulated.as_secs_f64() / wall.as_secs_f64()
+    );
 }
 
 #[test]
 fn three_members_under_faults_stay_linearizable_and_durable() {
-    let plan = plan(3);
-    for_each_seed(
-        "three_members_under_faults_stay_linearizable_and_durable",
-        100,
-        |seed| must_pass(seed, &plan),
-    );
+    let name = "three_members_under_faults_stay_linearizable_and_durable";
+    run_seeds(name, 0, &plan(3));
 }
 
 #[test]
 fn five_members_under_faults_stay_linearizable_and_durable() {
-    let plan = plan(5);
-    for_each_seed(
-        "five_members_under_faults_stay_linearizable_and_durable",
-        100,
-        |seed| must_pass(1_000_000 + seed, &plan),
-    );
+    let name = "five_members_under_faults_stay_linearizable_and_durable";
+    run_seeds(name, 1_000_000, &plan(5));
 }
 
 #[test]
