@@ -163,3 +163,49 @@ fn known_bad_seeds_stay_fixed() {
         must_pass(seed, &plan(3));
     }
 }
+
+/// Writes that arrive while an fsync is under way go to disk together: a hundred concurrent
+/// writes need far fewer than a hundred fsyncs.
+#[test]
+fn concurrent_writes_share_fsyncs() {
+    use crate::cluster::Cluster;
+    use etcd::request::Op;
+
+    let rt = madsim::runtime::Runtime::with_seed_and_config(3, madsim::Config::default());
+    rt.block_on(async {
+        let options = Options {
+            members: 1,
+            unsafe_skip_fsync: false,
+            snapshot_count: 10_000,
+        };
+        let cluster = Cluster::start(&options);
+        cluster
+            .settle(Duration::from_secs(30))
+            .await
+            .expect("a leader is elected");
+        let member = cluster.member(1).expect("member 1 is up");
+        let before = cluster.disks[&1].sync_count();
+        let writes: Vec<_> = (0..100)
+            .map(|i| {
+                let member = member.clone();
+                madsim::task::spawn(async move {
+                    let op = Op::Set {
+                        key: format!("/k{i}"),
+                        value: Some("v".into()),
+                        ttl: None,
+                        refresh: false,
+                    };
+                    member.write(op).await
+                })
+            })
+            .collect();
+        for write in writes {
+            write
+                .await
+                .expect("the task ran")
+                .expect("the write succeeded");
+        }
+        let syncs = cluster.disks[&1].sync_count() - before;
+        assert!(syncs <= 10, "100 concurrent writes took {syncs} fsyncs");
+    });
+}

@@ -122,3 +122,56 @@ fn ttl_keys_expire_through_the_leaders_sync() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
+    let dir = data_dir("broken-snap");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acknowledged = rt.block_on(async {
+        let node = start(&dir).await;
+        let mut acknowledged = Vec::new();
+        for i in 0..160 {
+            let key = format!("/k{i}");
+            acknowledged.push((
+                key.clone(),
+                node.write(set(&key, "v")).await.unwrap().index(),
+            ));
+        }
+        acknowledged
+    });
+    drop(rt);
+    let snap_dir = dir.join("member/snap");
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snap_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    snaps.sort();
+    assert!(snaps.len() >= 2, "several snapshots were taken: {snaps:?}");
+    let newest = snaps.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(newest, bytes).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let node = start(&dir).await;
+        for (key, index) in &acknowledged {
+            let got = node.quorum_get(key, false).await.expect("a quorum read");
+            assert_eq!(got.node.modified_index, *index, "{key}");
+        }
+    });
+    let broken = std::fs::read_dir(&snap_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".broken")
+        })
+        .count();
+    assert_eq!(broken, 1, "the damaged snapshot was set aside");
+    let _ = std::fs::remove_dir_all(&dir);
+}
