@@ -230,7 +230,7 @@ async fn watch_invariants(cluster: Cluster, violations: Arc<Mutex<Vec<String>>>)
                     ));
                 }
             }
-            if round % 10 == 0 {
+            if round.is_multiple_of(10) {
                 for (index, term) in member.committed_terms() {
                     let (seen_term, seen_on) = *committed.entry(index).or_insert((term, id));
                     if seen_term != term {
@@ -241,7 +241,7 @@ async fn watch_invariants(cluster: Cluster, violations: Arc<Mutex<Vec<String>>>)
                 }
             }
             // Serialising a store is the costly part: every half second is plenty.
-            if round % 100 == 0 {
+            if round.is_multiple_of(100) {
                 let (applied, image) = member.store_image();
                 if let Some((other, _)) = images
                     .iter()

@@ -4,14 +4,19 @@
 //! format as they land) never touches the clock, threads, files or sockets directly: the
 //! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
 
+pub mod api;
+pub mod config;
 pub mod error;
 pub mod lincheck;
+pub mod membership;
 pub mod node;
 pub mod request;
 pub mod runtime;
+pub mod server;
 pub mod snap;
 pub mod store;
 pub mod timestamp;
+pub mod transport;
 pub mod wal;
 
 pub use error::{Error, ErrorCode};

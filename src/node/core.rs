@@ -95,7 +95,8 @@ pub(super) struct Core<R: Runtime> {
 
 fn data_paths(config: &NodeConfig) -> (PathBuf, PathBuf) {
     let member = config.data_dir.join("member");
-    (member.join("wal"), member.join("snap"))
+    let wal = config.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
+    (wal, member.join("snap"))
 }
 
 fn logger() -> slog::Logger {
@@ -199,6 +200,11 @@ impl<R: Runtime> Core<R> {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
+                    Some(Command::Stop { done }) => {
+                        self.stop("stopped".into());
+                        let _ = done.send(());
+                        return;
+                    }
                     Some(command) => self.command(command),
                     None => return, // every handle is gone
                 },
@@ -245,6 +251,11 @@ impl<R: Runtime> Core<R> {
                 self.reads.insert(id, reply);
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
+            Command::Stop { done } => {
+                // Only reached while draining: stop at the next turn of the loop.
+                self.stop("stopped".into());
+                let _ = done.send(());
+            }
         }
     }
 
@@ -277,7 +288,7 @@ impl<R: Runtime> Core<R> {
             }
         }
         // A read raft dropped (no leader, or a leader change) is simply asked again.
-        if self.ticks % 5 == 0 {
+        if self.ticks.is_multiple_of(5) {
             for id in self.reads.keys() {
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }

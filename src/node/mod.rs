@@ -28,6 +28,8 @@ pub struct NodeConfig {
     /// The members of a new cluster (raft ids); every member must be given the same list.
     pub peers: Vec<u64>,
     pub data_dir: PathBuf,
+    /// Where the log lives, if not in the data dir (etcd's `--wal-dir`).
+    pub wal_dir: Option<PathBuf>,
     /// The heartbeat interval: one raft tick.
     pub tick: Duration,
     /// The election timeout, in ticks; each member draws its own from [n, 2n) at start.
@@ -55,6 +57,7 @@ impl NodeConfig {
             id,
             peers,
             data_dir: data_dir.into(),
+            wal_dir: None,
             tick: Duration::from_millis(100),
             election_ticks: 10,
             snapshot_count: 10_000,
@@ -110,6 +113,8 @@ enum Command {
         id: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    /// Stop after the round in progress (whose fsync has then finished).
+    Stop { done: oneshot::Sender<()> },
 }
 
 fn timed_out() -> Error {
@@ -163,6 +168,14 @@ impl<R: Runtime> Node<R> {
         self.wait(answer).await
     }
 
+    /// Stops the member once what it is doing is on disk.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Stop { done }).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
     /// A linearizable read (etcd's `quorum=true`), through raft's ReadIndex.
     pub async fn quorum_get(&self, key: &str, recursive: bool) -> Result<Event, Error> {
         let (reply, answer) = oneshot::channel();
@@ -187,6 +200,14 @@ impl<R: Runtime> Node<R> {
         since_index: u64,
     ) -> Result<Watcher, Error> {
         self.store_mut().watch(key, recursive, stream, since_index)
+    }
+
+    pub fn runtime(&self) -> &R {
+        &self.rt
+    }
+
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.store().stats()
     }
 
     pub fn status(&self) -> Status {

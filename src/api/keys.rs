@@ -1,0 +1,343 @@
+//! `/v2/keys/...`: parameters from the query string and a form body, read the way etcd reads
+//! them, turned into a store read, a watch or a replicated write.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::{error_response, json_response, method_not_allowed, set_header, App, Body};
+use crate::error::{Error, ErrorCode};
+use crate::membership::format_id;
+use crate::request::Op;
+use crate::runtime::Runtime;
+use crate::store::{parse_ttl, Event, Watcher};
+
+/// The parameters, as Go's `Request.FormValue` sees them: body values first, then the query.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, Error> {
+        match self.get(name) {
+            None | Some("") => Ok(false),
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+            Some(_) => Err(form_error(
+                ErrorCode::InvalidField,
+                format!("invalid value for {name:?}"),
+            )),
+        }
+    }
+
+    fn index(&self, name: &str) -> Result<u64, Error> {
+        match self.get(name) {
+            None | Some("") => Ok(0),
+            Some(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().map_err(|_| {
+                form_error(ErrorCode::IndexNaN, format!("invalid value for {name:?}"))
+            }),
+            Some(_) => Err(form_error(
+                ErrorCode::IndexNaN,
+                format!("invalid value for {name:?}"),
+            )),
+        }
+    }
+}
+
+fn form_error(code: ErrorCode, cause: String) -> Error {
+    Error::new(code, cause, 0)
+}
+
+/// A parsed keys request.
+struct KeysRequest {
+    method: Method,
+    key: String,
+    value: String,
+    dir: bool,
+    recursive: bool,
+    wait: bool,
+    wait_index: u64,
+    stream: bool,
+    quorum: bool,
+    ttl: Option<u64>,
+    refresh: bool,
+    prev_exist: Option<bool>,
+    prev_value: Option<String>,
+    prev_index: u64,
+}
+
+fn percent_decode(path: &str) -> String {
+    let bytes: Vec<u8> =
+        form_urlencoded::parse(format!("k={}", path.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> {
+    let key = percent_decode(path.strip_prefix("/v2/keys").unwrap_or("/"));
+    let prev_exist = match form.get("prevExist") {
+        None | Some("") => None,
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
+        Some(_) => {
+            return Err(form_error(
+                ErrorCode::InvalidField,
+                "invalid value for prevExist".into(),
+            ))
+        }
+    };
+    let prev_value = match form.get("prevValue") {
+        Some("") => {
+            return Err(form_error(
+                ErrorCode::PrevValueRequired,
+                r#""prevValue" cannot be empty"#.into(),
+            ))
+        }
+        other => other.map(str::to_owned),
+    };
+    let request = KeysRequest {
+        key,
+        value: form.get("value").unwrap_or("").to_owned(),
+        prev_index: form.index("prevIndex")?,
+        wait_index: form.index("waitIndex")?,
+        recursive: form.bool("recursive")?,
+        wait: form.bool("wait")?,
+        stream: form.bool("stream")?,
+        dir: form.bool("dir")?,
+        quorum: form.bool("quorum")?,
+        refresh: form.bool("refresh")?,
+        ttl: match form.get("ttl") {
+            Some(text) => parse_ttl(text)?,
+            None => None,
+        },
+        prev_exist,
+        prev_value,
+        method,
+    };
+    let _ = form.bool("sorted")?;
+    if request.refresh {
+        if form.has("value") && !request.value.is_empty() {
+            return Err(form_error(
+                ErrorCode::RefreshValue,
+                "A value was provided on a refresh".into(),
+            ));
+        }
+        if request.ttl.is_none() {
+            return Err(form_error(
+                ErrorCode::RefreshTtlRequired,
+                "No TTL value set".into(),
+            ));
+        }
+    }
+    Ok(request)
+}
+
+/// The replicated operation a PUT, POST or DELETE asks for, chosen as etcd's server does.
+fn write_op(r: &KeysRequest) -> Op {
+    let key = r.key.clone();
+    let value = if r.dir { None } else { Some(r.value.clone()) };
+    let conditional = r.prev_index > 0 || r.prev_value.is_some();
+    let prev_index = (r.prev_index > 0).then_some(r.prev_index);
+    match r.method {
+        Method::POST => Op::CreateInOrder {
+            dir: key,
+            value,
+            ttl: r.ttl,
+        },
+        Method::DELETE if conditional => Op::CompareAndDelete {
+            key,
+            prev_value: r.prev_value.clone(),
+            prev_index,
+        },
+        Method::DELETE => Op::Delete {
+            key,
+            dir: r.dir,
+            recursive: r.recursive,
+        },
+        _ => match r.prev_exist {
+            Some(true) if !conditional => Op::Update {
+                key,
+                value: r.value.clone(),
+                ttl: r.ttl,
+                refresh: r.refresh,
+            },
+            Some(false) => Op::Create {
+                key,
+                value,
+                ttl: r.ttl,
+            },
+            _ if conditional => Op::CompareAndSwap {
+                key,
+                prev_value: r.prev_value.clone(),
+                prev_index,
+                value: r.value.clone(),
+                ttl: r.ttl,
+                refresh: r.refresh,
+            },
+            _ => Op::Set {
+                key,
+                value,
+                ttl: r.ttl,
+                refresh: r.refresh,
+            },
+        },
+    }
+}
+
+fn event_response<R: Runtime>(
+    app: &App<R>,
+    event: &Event,
+    etcd_index: u64,
+    head: bool,
+) -> Response<Body> {
+    use crate::store::Action;
+    let created = event.action == Action::Create
+        || (event.action == Action::Set && event.prev_node.is_none());
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = json_response(
+        status,
+        if head {
+            String::new()
+        } else {
+            event.to_json() + "\n"
+        },
+    );
+    add_index_headers(app, &mut response, etcd_index);
+    response
+}
+
+fn add_index_headers<R: Runtime>(app: &App<R>, response: &mut Response<Body>, etcd_index: u64) {
+    let status = app.node.status();
+    set_header(response, "X-Etcd-Index", etcd_index.to_string());
+    set_header(response, "X-Raft-Index", status.applied.to_string());
+    set_header(response, "X-Raft-Term", status.term.to_string());
+    set_header(response, "X-Etcd-Cluster-ID", format_id(app.cluster_id));
+}
+
+pub async fn handle<R: Runtime>(
+    app: &Arc<App<R>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let method = request.method().clone();
+    if !matches!(
+        method,
+        Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE
+    ) {
+        return method_not_allowed("HEAD,GET,PUT,POST,DELETE");
+    }
+    let path = request.uri().path().to_owned();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if matches!(method, Method::PUT | Method::POST | Method::DELETE) {
+        let body = match Limited::new(request.into_body(), app.max_body)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                let e = form_error(
+                    ErrorCode::InvalidForm,
+                    "the request body is too large or broken".into(),
+                );
+                return error_response(&e, app.cluster_id);
+            }
+        };
+        if is_form {
+            pairs.extend(form_urlencoded::parse(&body).into_owned());
+        }
+    }
+    pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
+    let form = Form(pairs);
+    let parsed = match parse(method.clone(), &path, &form) {
+        Ok(parsed) => parsed,
+        Err(e) => return error_response(&e, app.cluster_id),
+    };
+    let head = method == Method::HEAD;
+    match method {
+        Method::GET | Method::HEAD if parsed.wait => watch(app, &parsed).await,
+        Method::GET | Method::HEAD => {
+            let result = if parsed.quorum {
+                app.node.quorum_get(&parsed.key, parsed.recursive).await
+            } else {
+                app.node.get(&parsed.key, parsed.recursive)
+            };
+            match result {
+                Ok(event) => event_response(app, &event, event.etcd_index, head),
+                Err(e) => error_response(&e, app.cluster_id),
+            }
+        }
+        _ => match app.node.write(write_op(&parsed)).await {
+            Ok(event) => event_response(app, &event, event.etcd_index, false),
+            Err(e) => error_response(&e, app.cluster_id),
+        },
+    }
+}
+
+/// `wait=true`: a long poll for the next event, or with `stream=true` every event as it
+/// comes. The watch ends when the client goes away (the response body is dropped).
+async fn watch<R: Runtime>(app: &Arc<App<R>>, r: &KeysRequest) -> Response<Body> {
+    let mut watcher: Watcher = match app.node.watch(&r.key, r.recursive, r.stream, r.wait_index) {
+        Ok(watcher) => watcher,
+        Err(e) => return error_response(&e, app.cluster_id),
+    };
+    let start_index = watcher.start_index();
+    if !r.stream {
+        return match watcher.next().await {
+            Some(event) => event_response(app, &event, start_index, false),
+            None => error_response(
+                &Error::new(ErrorCode::WatcherCleared, "", start_index),
+                app.cluster_id,
+            ),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(16);
+    app.node.runtime().spawn(async move {
+        while let Some(event) = watcher.next().await {
+            let line = Bytes::from(event.to_json() + "\n");
+            if tx.send(Ok(Frame::data(line))).await.is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    add_index_headers(app, &mut response, start_index);
+    response
+}
+
+/// A channel receiver as a `Stream` of body frames.
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + Sync + 'static
+where
+    T: Send + 'static,
+{
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

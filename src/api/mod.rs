@@ -1,0 +1,240 @@
+//! The client API over HTTP/1 (hyper): `/v2/keys`, `/v2/members`, `/v2/machines`,
+//! `/v2/stats/*`, `/version` and `/health`, answering exactly as etcd 2.x does.
+
+mod keys;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::error::Error;
+use crate::membership::{format_id, Member};
+use crate::node::{Node, Role};
+use crate::runtime::Runtime;
+use crate::timestamp::Timestamp;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What the handlers need: the member, and what is known of the cluster.
+pub struct App<R: Runtime> {
+    pub node: Node<R>,
+    pub name: String,
+    pub id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub started: Timestamp,
+    /// Largest request body accepted (etcd's default request limit is about 1.5 MiB).
+    pub max_body: usize,
+}
+
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(crate) fn text_response(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    response
+        .headers_mut()
+        .insert("Allow", HeaderValue::from_static(allow));
+    response
+}
+
+/// etcd's error JSON with its status and `X-Etcd-Index`.
+pub fn error_response(error: &Error, cluster_id: u64) -> Response<Body> {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, error.to_json() + "\n");
+    set_header(&mut response, "X-Etcd-Index", error.index.to_string());
+    set_header(&mut response, "X-Etcd-Cluster-ID", format_id(cluster_id));
+    response
+}
+
+pub(crate) fn set_header(response: &mut Response<Body>, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// Routes one request.
+pub async fn handle<R: Runtime>(
+    app: Arc<App<R>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    if path == "/v2/keys" || path.starts_with("/v2/keys/") {
+        return keys::handle(&app, request).await;
+    }
+    let get_only = |response: Response<Body>| -> Response<Body> {
+        if request.method() == Method::GET || request.method() == Method::HEAD {
+            response
+        } else {
+            method_not_allowed("GET, HEAD")
+        }
+    };
+    match path.as_str() {
+        "/version" => get_only(json_response(
+            StatusCode::OK,
+            format!(
+                r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
+                crate::SERVER_VERSION,
+                crate::CLUSTER_VERSION
+            ),
+        )),
+        "/health" => {
+            let status = app.node.status();
+            let healthy = status.leader != 0 && status.stopped.is_none();
+            // etcd answers JSON here, but labelled as plain text.
+            let body = if healthy {
+                r#"{"health":"true"}"#
+            } else {
+                r#"{"health":"false"}"#
+            };
+            let code = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            get_only(text_response(code, body))
+        }
+        "/v2/machines" => {
+            let urls: Vec<String> = app
+                .members
+                .iter()
+                .flat_map(|m| m.client_urls.clone())
+                .collect();
+            let mut response = Response::new(full(urls.join(", ")));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            get_only(response)
+        }
+        "/v2/members" => {
+            #[derive(serde::Serialize)]
+            struct Members<'a> {
+                members: &'a [Member],
+            }
+            let body = serde_json::to_string(&Members {
+                members: &app.members,
+            })
+            .expect("members serialise");
+            let mut response = json_response(StatusCode::OK, body);
+            set_header(
+                &mut response,
+                "X-Etcd-Cluster-ID",
+                format_id(app.cluster_id),
+            );
+            get_only(response)
+        }
+        "/v2/members/leader" => {
+            let leader = app.node.status().leader;
+            match app.members.iter().find(|m| m.id == leader) {
+                Some(member) => {
+                    let mut response = json_response(
+                        StatusCode::OK,
+                        serde_json::to_string(member).expect("a member serialises"),
+                    );
+                    set_header(
+                        &mut response,
+                        "X-Etcd-Cluster-ID",
+                        format_id(app.cluster_id),
+                    );
+                    get_only(response)
+                }
+                None => get_only(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"message":"During Leader Election"}"#.to_owned(),
+                )),
+            }
+        }
+        "/v2/stats/self" => get_only(json_response(StatusCode::OK, self_stats(&app))),
+        "/v2/stats/leader" => {
+            let status = app.node.status();
+            if status.role == Role::Leader {
+                let followers: Vec<String> = app
+                    .members
+                    .iter()
+                    .filter(|m| m.id != app.id)
+                    .map(|m| format!(r#""{}":{{}}"#, format_id(m.id)))
+                    .collect();
+                let body = format!(
+                    r#"{{"leader":"{}","followers":{{{}}}}}"#,
+                    format_id(app.id),
+                    followers.join(",")
+                );
+                get_only(json_response(StatusCode::OK, body))
+            } else {
+                get_only(json_response(
+                    StatusCode::FORBIDDEN,
+                    r#"{"message":"not current leader"}"#.to_owned(),
+                ))
+            }
+        }
+        "/v2/stats/store" => {
+            let stats = app.node.store_stats();
+            get_only(json_response(StatusCode::OK, stats.to_json()))
+        }
+        _ => text_response(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+/// `/v2/stats/self`, in etcd's field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SelfStats<'a> {
+    name: &'a str,
+    id: String,
+    state: &'static str,
+    start_time: String,
+    leader_info: LeaderInfo,
+    recv_append_request_cnt: u64,
+    send_append_request_cnt: u64,
+}
+
+#[derive(serde::Serialize)]
+struct LeaderInfo {
+    leader: String,
+}
+
+fn self_stats<R: Runtime>(app: &App<R>) -> String {
+    let status = app.node.status();
+    let state = match status.role {
+        Role::Leader => "StateLeader",
+        Role::Candidate | Role::PreCandidate => "StateCandidate",
+        Role::Follower => "StateFollower",
+    };
+    let stats = SelfStats {
+        name: &app.name,
+        id: format_id(app.id),
+        state,
+        start_time: app.started.to_rfc3339(),
+        leader_info: LeaderInfo {
+            leader: format_id(status.leader),
+        },
+        recv_append_request_cnt: 0,
+        send_append_request_cnt: 0,
+    };
+    serde_json::to_string(&stats).expect("stats serialise")
+}

@@ -1,0 +1,519 @@
+//! etcd 2.x's command line: the same flags, spelled `-flag value`, `--flag value` or
+//! `--flag=value`, and the same `ETCD_*` environment variables (a flag beats its variable).
+//! Parsing is clap's; this module adds Go's single-dash spelling and checks the result the way
+//! etcd does, so a bad configuration is one clear line, never a panic.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use crate::membership;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "etcd",
+    about = "A distributed, consistent key-value store for shared configuration and service discovery.",
+    disable_version_flag = true
+)]
+pub struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: ${name}.etcd).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<String>,
+    /// Path to the dedicated WAL directory (default: inside the data directory).
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<String>,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// List of URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// List of URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping (default: ${name}=${initial-advertise-peer-urls}).
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the etcd cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(
+        long,
+        env = "ETCD_STRICT_RECONFIG_CHECK",
+        default_value = "true",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub strict_reconfig_check: bool,
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: usize,
+    /// Maximum number of wal files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: usize,
+    /// Comma-separated whitelist of origins for CORS (cross-origin resource sharing).
+    #[arg(long, env = "ETCD_CORS", default_value = "")]
+    pub cors: String,
+    /// Print the version and exit.
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub version: bool,
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean value {text:?}")),
+    }
+}
+
+/// Go's flag package takes `-name` as well as `--name`; clap wants the second.
+pub fn go_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let single_dash_long = i > 0
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg.len() > 2
+                && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic());
+            if single_dash_long {
+                format!("-{arg}")
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+/// A URL to listen on or advertise: `scheme://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Url {
+    pub fn parse(text: &str) -> Result<Url, ConfigError> {
+        let bad = |why: &str| ConfigError(format!("invalid URL {text:?}: {why}"));
+        let uri: hyper::Uri = text.parse().map_err(|e| bad(&format!("{e}")))?;
+        let scheme = uri.scheme_str().ok_or_else(|| bad("no scheme"))?.to_owned();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("the scheme must be http or https"));
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let port = uri.port_u16().ok_or_else(|| bad("no port"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("a URL here cannot have a path"));
+        }
+        Ok(Url {
+            scheme,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, as a socket address string.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.address())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub id: u64,
+}
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub wal_dir: Option<PathBuf>,
+    pub snapshot_count: u64,
+    pub heartbeat: Duration,
+    pub election: Duration,
+    pub listen_peer_urls: Vec<Url>,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<String>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<InitialMember>,
+    pub new_cluster: bool,
+    pub token: String,
+    pub strict_reconfig_check: bool,
+    pub max_snapshots: usize,
+    pub max_wals: usize,
+    pub cors: Vec<String>,
+    /// This member's id.
+    pub id: u64,
+    pub cluster_id: u64,
+}
+
+fn url_list(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
+    let urls: Vec<Url> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Url::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ConfigError(format!("--{flag}: {e}")))?;
+    if urls.is_empty() {
+        return Err(ConfigError(format!("--{flag} needs at least one URL")));
+    }
+    Ok(urls)
+}
+
+fn strings(urls: &[Url]) -> Vec<String> {
+    urls.iter().map(Url::to_string).collect()
+}
+
+impl Config {
+    pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
+        if flags.name.is_empty() {
+            return Err(ConfigError("--name cannot be empty".into()));
+        }
+        if flags.heartbeat_interval == 0 {
+            return Err(ConfigError("--heartbeat-interval must be above 0".into()));
+        }
+        if flags.election_timeout <= flags.heartbeat_interval {
+            return Err(ConfigError(format!(
+                "--election-timeout[{}ms] must be above --heartbeat-interval[{}ms]",
+                flags.election_timeout, flags.heartbeat_interval
+            )));
+        }
+        let new_cluster = match flags.initial_cluster_state.as_str() {
+            "new" => true,
+            "existing" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "--initial-cluster-state must be 'new' or 'existing', not {other:?}"
+                )))
+            }
+        };
+        let listen_peer_urls = url_list("listen-peer-urls", &flags.listen_peer_urls)?;
+        let listen_client_urls = url_list("listen-client-urls", &flags.listen_client_urls)?;
+        let advertise_client_urls = strings(&url_list(
+            "advertise-client-urls",
+            &flags.advertise_client_urls,
+        )?);
+        let advertise_peer_urls = strings(&url_list(
+            "initial-advertise-peer-urls",
+            &flags.initial_advertise_peer_urls,
+        )?);
+
+        let cluster_text = flags
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", flags.name, advertise_peer_urls.join(",")));
+        let initial_cluster = parse_initial_cluster(&cluster_text, &flags.initial_cluster_token)?;
+        let me = initial_cluster
+            .iter()
+            .find(|m| m.name == flags.name)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    flags.name
+                ))
+            })?;
+        let mut mine = me.peer_urls.clone();
+        let mut advertised = advertise_peer_urls.clone();
+        mine.sort();
+        advertised.sort();
+        if mine != advertised {
+            return Err(ConfigError(format!(
+                "--initial-cluster has {}={} but --initial-advertise-peer-urls is {}",
+                flags.name,
+                me.peer_urls.join(","),
+                advertise_peer_urls.join(",")
+            )));
+        }
+        let id = me.id;
+        let ids: Vec<u64> = initial_cluster.iter().map(|m| m.id).collect();
+        let data_dir = PathBuf::from(
+            flags
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| format!("{}.etcd", flags.name)),
+        );
+        Ok(Config {
+            name: flags.name,
+            data_dir,
+            wal_dir: flags.wal_dir.map(PathBuf::from),
+            snapshot_count: flags.snapshot_count.max(1),
+            heartbeat: Duration::from_millis(flags.heartbeat_interval),
+            election: Duration::from_millis(flags.election_timeout),
+            listen_peer_urls,
+            listen_client_urls,
+            advertise_client_urls,
+            advertise_peer_urls,
+            initial_cluster,
+            new_cluster,
+            token: flags.initial_cluster_token,
+            strict_reconfig_check: flags.strict_reconfig_check,
+            max_snapshots: flags.max_snapshots,
+            max_wals: flags.max_wals,
+            cors: flags
+                .cors
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            id,
+            cluster_id: membership::cluster_id(&ids),
+        })
+    }
+
+    /// Parses a command line (with the program name first) and the environment.
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Result<Config, ConfigError>, clap::Error> {
+        let flags = Flags::try_parse_from(go_style_args(args))?;
+        Ok(Config::from_flags(flags))
+    }
+}
+
+/// `name=url,name=url`: a member may appear more than once, with more peer URLs.
+fn parse_initial_cluster(text: &str, token: &str) -> Result<Vec<InitialMember>, ConfigError> {
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    let mut urls_seen = BTreeSet::new();
+    for entry in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, url) = entry
+            .split_once('=')
+            .ok_or_else(|| ConfigError(format!("--initial-cluster: {entry:?} is not name=url")))?;
+        let url = Url::parse(url)
+            .map_err(|e| ConfigError(format!("--initial-cluster: {e}")))?
+            .to_string();
+        if !urls_seen.insert(url.clone()) {
+            return Err(ConfigError(format!(
+                "--initial-cluster has {url} more than once"
+            )));
+        }
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url),
+            None => members.push((name.to_owned(), vec![url])),
+        }
+    }
+    if members.is_empty() {
+        return Err(ConfigError("--initial-cluster is empty".into()));
+    }
+    let members: Vec<InitialMember> = members
+        .into_iter()
+        .map(|(name, peer_urls)| InitialMember {
+            id: membership::member_id(&peer_urls, token, None),
+            name,
+            peer_urls,
+        })
+        .collect();
+    let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
+    if ids.len() != members.len() {
+        return Err(ConfigError(
+            "--initial-cluster has two members with the same id".into(),
+        ));
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let args = std::iter::once("etcd")
+            .chain(args.iter().copied())
+            .map(String::from);
+        match Config::from_args(args) {
+            Ok(result) => result.map_err(|e| e.0),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn defaults_are_etcds() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls[0].to_string(), "http://localhost:2379");
+        assert_eq!(c.listen_peer_urls[0].to_string(), "http://localhost:2380");
+        assert_eq!(c.heartbeat, Duration::from_millis(100));
+        assert_eq!(c.election, Duration::from_millis(1000));
+        assert_eq!(c.snapshot_count, 10_000);
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert!(c.new_cluster && c.strict_reconfig_check);
+        assert_eq!(c.token, "etcd-cluster");
+    }
+
+    #[test]
+    fn single_and_double_dash_and_equals_all_work() {
+        for args in [
+            &["-name", "infra1"][..],
+            &["--name", "infra1"],
+            &["--name=infra1"],
+            &["-name=infra1"],
+        ] {
+            let c = parse(args).unwrap();
+            assert_eq!(c.name, "infra1", "{args:?}");
+            assert_eq!(c.data_dir, PathBuf::from("infra1.etcd"));
+        }
+    }
+
+    #[test]
+    fn strict_reconfig_check_spellings() {
+        assert!(
+            parse(&["-strict-reconfig-check"])
+                .unwrap()
+                .strict_reconfig_check
+        );
+        assert!(
+            parse(&["--strict-reconfig-check"])
+                .unwrap()
+                .strict_reconfig_check
+        );
+        assert!(
+            !parse(&["--strict-reconfig-check=false"])
+                .unwrap()
+                .strict_reconfig_check
+        );
+        assert!(
+            !parse(&["-strict-reconfig-check=0"])
+                .unwrap()
+                .strict_reconfig_check
+        );
+    }
+
+    #[test]
+    fn a_three_member_cluster_parses() {
+        let c = parse(&[
+            "--name", "infra2",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:22380",
+            "--initial-cluster",
+            "infra1=http://127.0.0.1:12380,infra2=http://127.0.0.1:22380,infra3=http://127.0.0.1:32380",
+        ])
+        .unwrap();
+        assert_eq!(c.initial_cluster.len(), 3);
+        assert_eq!(c.id, c.initial_cluster[1].id);
+    }
+
+    #[test]
+    fn bad_configurations_are_one_clear_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--listen-client-urls", "localhost:2379"], "invalid URL"),
+            (&["--listen-client-urls", "ftp://a:1"], "scheme"),
+            (&["--listen-client-urls", "http://a"], "no port"),
+            (
+                &[
+                    "--name",
+                    "x",
+                    "--initial-cluster",
+                    "y=http://localhost:2380",
+                ],
+                "couldn't find local name",
+            ),
+            (
+                &[
+                    "--initial-cluster",
+                    "default=http://localhost:2380,b=http://localhost:2380",
+                ],
+                "more than once",
+            ),
+            (&["--initial-cluster", "nonsense"], "not name=url"),
+            (
+                &["--election-timeout", "100"],
+                "must be above --heartbeat-interval",
+            ),
+            (&["--initial-cluster-state", "old"], "'new' or 'existing'"),
+            (
+                &["--initial-cluster", "default=http://localhost:9999"],
+                "--initial-advertise-peer-urls",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = parse(args).expect_err(&format!("{args:?} should be refused"));
+            assert!(err.contains(expected), "{args:?}: {err}");
+            assert!(
+                !err.trim().contains('\n'),
+                "{args:?} gave several lines: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_numbers_are_usage_errors() {
+        assert!(parse(&["--no-such-flag"]).is_err());
+        assert!(parse(&["--snapshot-count", "many"]).is_err());
+    }
+}

@@ -1,0 +1,448 @@
+//! The `etcd` binary as users run it: real processes on 127.0.0.1, free ports chosen at run
+//! time, plain HTTP/1.1 requests.
+// Tests of the real world: they start processes, open sockets and read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etcd-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; `None` if the server cannot be reached.
+fn http(method: &str, port: u16, path: &str, form: &str) -> Option<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some(Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    data_dir: PathBuf,
+    cluster: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn args(&self) -> Vec<String> {
+        let client = format!("http://127.0.0.1:{}", self.client);
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer,
+            "--initial-cluster".into(),
+            self.cluster.clone(),
+            "--heartbeat-interval".into(),
+            "50".into(),
+            "--election-timeout".into(),
+            "500".into(),
+            "--snapshot-count".into(),
+            "30".into(),
+        ]
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(self.args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    fn is_leader(&self) -> bool {
+        http("GET", self.client, "/v2/stats/self", "")
+            .is_some_and(|r| r.body.contains("StateLeader"))
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn cluster(name: &str, size: usize) -> Vec<Member> {
+    let dir = scratch(name);
+    let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+    let spec = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, &(client, peer))| Member {
+            name: format!("m{i}"),
+            client,
+            peer,
+            data_dir: dir.join(format!("m{i}")),
+            cluster: spec.clone(),
+            child: None,
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn leader(members: &[Member]) -> Option<usize> {
+    members
+        .iter()
+        .position(|m| m.child.is_some() && m.is_leader())
+}
+
+fn put(port: u16, key: &str, form: &str) -> Reply {
+    http("PUT", port, &format!("/v2/keys{key}"), form).expect("the member answers")
+}
+
+#[test]
+fn the_readme_walkthrough_answers_as_etcd_does() {
+    let mut members = cluster("walkthrough", 1);
+    members[0].start();
+    let port = members[0].client;
+    wait_for("a leader", || members[0].is_leader());
+
+    let set = put(port, "/message", "value=Hello%20world");
+    assert_eq!(set.status, 201);
+    assert_eq!(
+        set.body,
+        "{\"action\":\"set\",\"node\":{\"key\":\"/message\",\"value\":\"Hello world\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+    );
+    assert_eq!(set.header("X-Etcd-Index"), Some("1"));
+    assert!(set.header("X-Raft-Index").is_some() && set.header("X-Raft-Term").is_some());
+    assert!(set.header("X-Etcd-Cluster-ID").is_some());
+    assert_eq!(set.header("Content-Type"), Some("application/json"));
+
+    let get = http("GET", port, "/v2/keys/message", "").unwrap();
+    assert_eq!(get.status, 200);
+    assert!(get.body.contains("\"action\":\"get\""));
+
+    let changed = put(port, "/message", "value=Hello%20etcd");
+    assert_eq!(changed.status, 200);
+    assert!(changed
+        .body
+        .contains("\"prevNode\":{\"key\":\"/message\",\"value\":\"Hello world\""));
+
+    let deleted = http("DELETE", port, "/v2/keys/message", "").unwrap();
+    assert_eq!(
+        deleted.body,
+        "{\"action\":\"delete\",\"node\":{\"key\":\"/message\",\"modifiedIndex\":3,\"createdIndex\":2},\"prevNode\":{\"key\":\"/message\",\"value\":\"Hello etcd\",\"modifiedIndex\":2,\"createdIndex\":2}}\n"
+    );
+
+    let ttl = put(port, "/foo", "value=bar&ttl=1");
+    assert!(ttl.body.contains("\"ttl\":1"), "{}", ttl.body);
+    wait_for("the TTL to expire", || {
+        http("GET", port, "/v2/keys/foo", "").is_some_and(|r| r.status == 404)
+    });
+    let gone = http("GET", port, "/v2/keys/foo", "").unwrap();
+    assert!(gone
+        .body
+        .starts_with("{\"errorCode\":100,\"message\":\"Key not found\",\"cause\":\"/foo\""));
+
+    let queued = http("POST", port, "/v2/keys/queue", "value=Job1").unwrap();
+    assert_eq!(queued.status, 201);
+    assert!(queued.body.contains("\"key\":\"/queue/000000000000000000"));
+
+    let exists = http("PUT", port, "/v2/keys/queue?prevExist=false", "dir=true").unwrap();
+    assert_eq!(exists.status, 412);
+    let bad = put(port, "/x", "value=1&ttl=abc");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("\"errorCode\":202"));
+
+    let version = http("GET", port, "/version", "").unwrap();
+    assert_eq!(
+        version.body,
+        "{\"etcdserver\":\"2.3.8\",\"etcdcluster\":\"2.3.0\"}"
+    );
+    assert_eq!(
+        http("GET", port, "/health", "").unwrap().body,
+        "{\"health\":\"true\"}"
+    );
+    let patch = http("PATCH", port, "/v2/keys/x", "").unwrap();
+    assert_eq!(patch.status, 405);
+    assert_eq!(patch.header("Allow"), Some("HEAD,GET,PUT,POST,DELETE"));
+    let members_json = http("GET", port, "/v2/members", "").unwrap().body;
+    assert!(
+        members_json.starts_with("{\"members\":[{\"id\":\""),
+        "{members_json}"
+    );
+    assert!(http("GET", port, "/v2/stats/store", "")
+        .unwrap()
+        .body
+        .contains("\"setsSuccess\":"));
+}
+
+#[test]
+fn a_watch_wakes_on_the_next_change() {
+    let mut members = cluster("watch", 1);
+    members[0].start();
+    let port = members[0].client;
+    wait_for("a leader", || members[0].is_leader());
+    let waiter = std::thread::spawn(move || http("GET", port, "/v2/keys/w?wait=true", ""));
+    std::thread::sleep(Duration::from_millis(300));
+    put(port, "/w", "value=woken");
+    let woken = waiter.join().unwrap().expect("the watch answers");
+    assert!(woken.body.contains("\"value\":\"woken\""), "{}", woken.body);
+}
+
+#[test]
+fn bad_configuration_is_one_line_and_a_nonzero_exit() {
+    let cases: &[&[&str]] = &[
+        &["--listen-client-urls", "not a url"],
+        &["--name", "x", "--initial-cluster", "y=http://127.0.0.1:1"],
+        &["--election-timeout", "50"],
+        &[
+            "--initial-cluster",
+            "a=http://127.0.0.1:1,a=http://127.0.0.1:1",
+        ],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_data_dir_in_use_is_refused_and_sigterm_exits_cleanly() {
+    let mut members = cluster("lock", 1);
+    members[0].start();
+    wait_for("a leader", || members[0].is_leader());
+    // The very same command line again: the data dir is locked before anything is bound.
+    let out = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(members[0].args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another etcd"), "{stderr}");
+    let status = members[0].terminate().expect("etcd exits on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_flag_beats_its_environment_variable() {
+    let port = free_port();
+    let peer = free_port();
+    let dir = scratch("env");
+    let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .env("ETCD_NAME", "from-env")
+        .env(
+            "ETCD_LISTEN_CLIENT_URLS",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("ETCD_DATA_DIR", dir.join("d").display().to_string())
+        .args([
+            "--name",
+            "from-flag",
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut member = Member {
+        name: "from-flag".into(),
+        client: port,
+        peer,
+        data_dir: dir,
+        cluster: String::new(),
+        child: Some(child),
+    };
+    wait_for("the member", || {
+        http("GET", port, "/v2/stats/self", "").is_some()
+    });
+    let stats = http("GET", port, "/v2/stats/self", "").unwrap().body;
+    assert!(stats.contains("\"name\":\"from-flag\""), "{stats}");
+    member.kill9();
+}
+
+#[test]
+fn a_three_member_cluster_survives_its_leader_and_a_full_restart() {
+    let mut members = cluster("three", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+
+    // Written on one member, read with quorum=true on the others.
+    assert!(put(members[0].client, "/a", "value=1").status < 300);
+    for m in &members[1..] {
+        let got = http("GET", m.client, "/v2/keys/a?quorum=true", "").unwrap();
+        assert!(got.body.contains("\"value\":\"1\""), "{}", got.body);
+    }
+
+    // Enough writes for every member to snapshot and compact.
+    let mut acknowledged = vec![("/a".to_owned(), "1".to_owned())];
+    for i in 0..60 {
+        let key = format!("/k{i}");
+        let value = format!("v{i}");
+        let port = members[i % 3].client;
+        if put(port, &key, &format!("value={value}")).status < 300 {
+            acknowledged.push((key, value));
+        }
+    }
+
+    // kill -9 the leader: another is elected and writes go on.
+    let old = leader(&members).expect("a leader");
+    members[old].kill9();
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    wait_for("a new leader", || leader(&members).is_some());
+    for i in 0..40 {
+        let key = format!("/after{i}");
+        let port = members[others[i % 2]].client;
+        let reply = put(port, &key, "value=x");
+        assert!(
+            reply.status < 300,
+            "write after the leader died: {} {}",
+            reply.status,
+            reply.body
+        );
+        acknowledged.push((key, "x".into()));
+    }
+
+    // The old leader comes back and catches up, through a snapshot if it must.
+    members[old].start();
+    wait_for("the old leader to catch up", || {
+        http(
+            "GET",
+            members[old].client,
+            "/v2/keys/after39?quorum=true",
+            "",
+        )
+        .is_some_and(|r| r.status == 200)
+    });
+
+    // Stop everyone, start everyone: every acknowledged write is there.
+    for m in members.iter_mut() {
+        assert_eq!(m.terminate().and_then(|s| s.code()), Some(0));
+    }
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader after the restart", || leader(&members).is_some());
+    for (key, value) in &acknowledged {
+        let got = http(
+            "GET",
+            members[1].client,
+            &format!("/v2/keys{key}?quorum=true"),
+            "",
+        )
+        .unwrap();
+        assert!(
+            got.body.contains(&format!("\"value\":\"{value}\"")),
+            "{key}: {}",
+            got.body
+        );
+    }
+}
