@@ -3,199 +3,12 @@
 // Tests of the real world: they start processes, open sockets and read the clock.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etcd-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; `None` if the server cannot be reached.
-fn http(method: &str, port: u16, path: &str, form: &str) -> Option<Reply> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Some(Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
-}
-
-struct Member {
-    name: String,
-    client: u16,
-    peer: u16,
-    data_dir: PathBuf,
-    cluster: String,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn args(&self) -> Vec<String> {
-        let client = format!("http://127.0.0.1:{}", self.client);
-        let peer = format!("http://127.0.0.1:{}", self.peer);
-        vec![
-            "--name".into(),
-            self.name.clone(),
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer,
-            "--initial-cluster".into(),
-            self.cluster.clone(),
-            "--heartbeat-interval".into(),
-            "50".into(),
-            "--election-timeout".into(),
-            "500".into(),
-            "--snapshot-count".into(),
-            "30".into(),
-        ]
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
-            .args(self.args())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        None
-    }
-
-    fn is_leader(&self) -> bool {
-        http("GET", self.client, "/v2/stats/self", "")
-            .is_some_and(|r| r.body.contains("StateLeader"))
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn cluster(name: &str, size: usize) -> Vec<Member> {
-    let dir = scratch(name);
-    let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
-    let spec = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, &(client, peer))| Member {
-            name: format!("m{i}"),
-            client,
-            peer,
-            data_dir: dir.join(format!("m{i}")),
-            cluster: spec.clone(),
-            child: None,
-        })
-        .collect()
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn leader(members: &[Member]) -> Option<usize> {
-    members
-        .iter()
-        .position(|m| m.child.is_some() && m.is_leader())
-}
-
-fn put(port: u16, key: &str, form: &str) -> Reply {
-    http("PUT", port, &format!("/v2/keys{key}"), form).expect("the member answers")
-}
+use common::*;
 
 #[test]
 fn the_readme_walkthrough_answers_as_etcd_does() {
@@ -398,7 +211,9 @@ fn a_three_member_cluster_survives_its_leader_and_a_full_restart() {
     members[old].kill9();
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     wait_for("a new leader", || leader(&members).is_some());
-    for i in 0..40 {
+    // A hundred writes against --snapshot-count 30: the others snapshot and compact far past
+    // the dead member, so it can only catch up by receiving a snapshot.
+    for i in 0..100 {
         let key = format!("/after{i}");
         let port = members[others[i % 2]].client;
         let reply = put(port, &key, "value=x");
@@ -417,7 +232,7 @@ fn a_three_member_cluster_survives_its_leader_and_a_full_restart() {
         http(
             "GET",
             members[old].client,
-            "/v2/keys/after39?quorum=true",
+            "/v2/keys/after99?quorum=true",
             "",
         )
         .is_some_and(|r| r.status == 200)
@@ -445,4 +260,128 @@ fn a_three_member_cluster_survives_its_leader_and_a_full_restart() {
             got.body
         );
     }
+}
+
+/// The repository's Procfile starts a working 3-member cluster. The test runs it with honcho
+/// (what CI installs; goreman reads the same file) or, where honcho is missing, runs each
+/// line with `sh` as honcho would, against the binary under test.
+#[test]
+fn the_procfile_starts_a_working_three_member_cluster() {
+    let procfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Procfile")).unwrap();
+    let procfile = procfile.replace("target/release/etcd", env!("CARGO_BIN_EXE_etcd"));
+    let dir = scratch("procfile");
+    std::fs::write(dir.join("Procfile"), &procfile).unwrap();
+    let honcho = Command::new("honcho")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut children: Vec<Child> = if honcho {
+        vec![Command::new("honcho")
+            .args(["start", "-f", "Procfile"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()]
+    } else {
+        procfile
+            .lines()
+            .filter_map(|l| l.split_once(": ").filter(|_| !l.starts_with('#')))
+            .map(|(_, command)| {
+                Command::new("sh")
+                    .args(["-c", &format!("exec {command}")])
+                    .current_dir(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let ports = [12379, 22379, 32379];
+    let result = std::panic::catch_unwind(|| {
+        wait_for("a leader", || {
+            ports.iter().any(|p| {
+                http("GET", *p, "/v2/stats/self", "")
+                    .is_some_and(|r| r.body.contains("StateLeader"))
+            })
+        });
+        let set = put(12379, "/procfile", "value=works");
+        assert!(set.status < 300, "{}", set.body);
+        for port in [22379, 32379] {
+            let got = http("GET", port, "/v2/keys/procfile?quorum=true", "").unwrap();
+            assert!(got.body.contains("\"value\":\"works\""), "{}", got.body);
+        }
+    });
+    for child in children.iter_mut() {
+        // honcho passes SIGTERM on to its processes.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+    let _ = Command::new("pkill")
+        .args([
+            "-f",
+            &format!("{} --name infra", env!("CARGO_BIN_EXE_etcd")),
+        ])
+        .status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn garbage_requests_get_a_4xx_never_a_crash() {
+    let mut members = cluster("garbage", 1);
+    members[0].start();
+    let port = members[0].client;
+    wait_for("a leader", || members[0].is_leader());
+    let huge = format!("value={}", "x".repeat(5 << 20));
+    let cases: &[(&str, &str, &str, u64)] = &[
+        ("PUT", "/v2/keys/a?prevExist=maybe", "value=1", 209),
+        ("PUT", "/v2/keys/a?prevIndex=-3", "value=1", 203),
+        ("PUT", "/v2/keys/a?prevValue=", "value=1", 201),
+        ("GET", "/v2/keys/a?wait=yes", "", 209),
+        ("PUT", "/v2/keys/a?refresh=true", "value=1&ttl=5", 211),
+        ("PUT", "/v2/keys/a?refresh=true", "", 212),
+        ("PUT", "/v2/keys/a", &huge, 210),
+        ("GET", "/v2/keys/%ff%fe?recursive=1", "", 100),
+    ];
+    for (method, path, form, code) in cases {
+        let reply = http(method, port, path, form).expect("the server answers");
+        assert!(
+            (400..500).contains(&reply.status),
+            "{method} {path}: {}",
+            reply.status
+        );
+        assert!(
+            reply.body.contains(&format!("\"errorCode\":{code}")),
+            "{method} {path}: {}",
+            reply.body
+        );
+    }
+    assert!(members[0].is_leader(), "the server survived");
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused() {
+    let mut members = cluster("other-cluster", 1);
+    members[0].start();
+    wait_for("a leader", || members[0].is_leader());
+    members[0].terminate();
+    let mut args = members[0].args();
+    args.extend([
+        "--initial-cluster-token".into(),
+        "a-different-cluster".into(),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds member"), "{stderr}");
 }
