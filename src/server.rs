@@ -94,7 +94,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
         transport.add_peer(member.id, &member.peer_urls);
     }
-    let rt = TokioRuntime::new(transport);
+    let rt = TokioRuntime::new(transport.clone());
     let started = rt.now();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
 
@@ -129,6 +129,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let node = Node::start(rt, node_config, inbox_rx)
         .await
         .map_err(|e| format!("cannot start the member: {e}"))?;
+    let reporter = node.clone();
+    transport.set_reporter(move |report| reporter.report(report));
     let members = config
         .initial_cluster
         .iter()

@@ -11,13 +11,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::raft_storage::RaftStorage;
-use super::{stopped, Command, NodeConfig, Role, Shared, Status};
+use super::{stopped, Command, NodeConfig, PeerReport, Role, Shared, Status};
 use crate::error::Error;
 use crate::request::{self, Op, Proposal};
 use crate::runtime::{Runtime, Transport};
@@ -251,6 +250,13 @@ impl<R: Runtime> Core<R> {
                 self.reads.insert(id, reply);
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
+            Command::Peer(PeerReport::Unreachable(id)) => self.raw.report_unreachable(id),
+            Command::Peer(PeerReport::SnapshotSent(id)) => {
+                self.raw.report_snapshot(id, SnapshotStatus::Finish)
+            }
+            Command::Peer(PeerReport::SnapshotFailed(id)) => {
+                self.raw.report_snapshot(id, SnapshotStatus::Failure)
+            }
             Command::Stop { done } => {
                 // Only reached while draining: stop at the next turn of the loop.
                 self.stop("stopped".into());
@@ -436,22 +442,10 @@ impl<R: Runtime> Core<R> {
                     Err(e) => return Err(format!("entry {}: {e}", entry.index)),
                 },
                 EntryType::EntryConfChange => {
-                    let change = ConfChange::parse_from_bytes(&entry.data)
-                        .map_err(|e| format!("entry {}: {e}", entry.index))?;
-                    let state = self
-                        .raw
-                        .apply_conf_change(&change)
-                        .map_err(|e| e.to_string())?;
-                    self.storage.mem.wl().set_conf_state(state);
+                    apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, &entry)?
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
-                        .map_err(|e| format!("entry {}: {e}", entry.index))?;
-                    let state = self
-                        .raw
-                        .apply_conf_change(&change)
-                        .map_err(|e| e.to_string())?;
-                    self.storage.mem.wl().set_conf_state(state);
+                    apply_conf_change::<ConfChangeV2>(&mut self.raw, &self.storage, &entry)?
                 }
             }
             self.applied = entry.index;
@@ -589,6 +583,19 @@ impl<R: Runtime> Core<R> {
             let _ = reply.send(Err(stopped()));
         }
     }
+}
+
+/// Applies a membership change entry of either encoding and records the new configuration.
+fn apply_conf_change<C: protobuf::Message + raft_proto::ConfChangeI>(
+    raw: &mut RawNode<RaftStorage>,
+    storage: &RaftStorage,
+    entry: &raft::eraftpb::Entry,
+) -> Result<(), Fatal> {
+    let change =
+        C::parse_from_bytes(&entry.data).map_err(|e| format!("entry {}: {e}", entry.index))?;
+    let state = raw.apply_conf_change(&change).map_err(|e| e.to_string())?;
+    storage.mem.wl().set_conf_state(state);
+    Ok(())
 }
 
 async fn recv_or_wait(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {

@@ -115,6 +115,19 @@ enum Command {
     },
     /// Stop after the round in progress (whose fsync has then finished).
     Stop { done: oneshot::Sender<()> },
+    /// What the transport learnt about a peer.
+    Peer(PeerReport),
+}
+
+/// News from the transport that raft should hear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerReport {
+    /// Messages to this peer could not be delivered.
+    Unreachable(u64),
+    /// A snapshot for this peer arrived.
+    SnapshotSent(u64),
+    /// A snapshot for this peer could not be delivered.
+    SnapshotFailed(u64),
 }
 
 fn timed_out() -> Error {
@@ -166,6 +179,11 @@ impl<R: Runtime> Node<R> {
             .send(Command::Propose { proposal, reply })
             .map_err(|_| stopped())?;
         self.wait(answer).await
+    }
+
+    /// Tells raft what the transport learnt about a peer (never blocks).
+    pub fn report(&self, report: PeerReport) {
+        let _ = self.commands.send(Command::Peer(report));
     }
 
     /// Stops the member once what it is doing is on disk.

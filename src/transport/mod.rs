@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{full, text_response, Body};
 use crate::membership::{format_id, parse_id};
+use crate::node::PeerReport;
 use crate::runtime::Transport;
 
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
@@ -34,11 +35,15 @@ struct Lanes {
     snapshots: mpsc::UnboundedSender<Message>,
 }
 
+/// Where the lanes report what they learn about peers (the member, once it runs).
+type Reporter = Arc<std::sync::OnceLock<Box<dyn Fn(PeerReport) + Send + Sync>>>;
+
 #[derive(Clone)]
 pub struct HttpTransport {
     from: u64,
     cluster_id: u64,
     peers: Arc<Mutex<BTreeMap<u64, Lanes>>>,
+    reporter: Reporter,
 }
 
 impl HttpTransport {
@@ -47,7 +52,14 @@ impl HttpTransport {
             from,
             cluster_id,
             peers: Arc::default(),
+            reporter: Arc::default(),
         }
+    }
+
+    /// Sends what the lanes learn about peers (unreachable, snapshot delivered or not) to
+    /// `report`; until it is set, such news is dropped.
+    pub fn set_reporter(&self, report: impl Fn(PeerReport) + Send + Sync + 'static) {
+        let _ = self.reporter.set(Box::new(report));
     }
 
     /// Starts sending to a peer at the first of its URLs.
@@ -57,20 +69,15 @@ impl HttpTransport {
         };
         let (messages, message_rx) = mpsc::unbounded_channel();
         let (snapshots, snapshot_rx) = mpsc::unbounded_channel();
-        tokio::spawn(lane(
-            url.clone(),
-            message_rx,
-            self.from,
-            self.cluster_id,
-            Duration::from_secs(5),
-        ));
-        tokio::spawn(lane(
+        let peer = Peer {
+            id,
             url,
-            snapshot_rx,
-            self.from,
-            self.cluster_id,
-            Duration::from_secs(120),
-        ));
+            from: self.from,
+            cluster_id: self.cluster_id,
+            reporter: Arc::clone(&self.reporter),
+        };
+        tokio::spawn(lane(peer.clone(), message_rx, Duration::from_secs(5)));
+        tokio::spawn(lane(peer, snapshot_rx, Duration::from_secs(120)));
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id,
             Lanes {
@@ -141,13 +148,31 @@ async fn connect(url: &str) -> Result<Sender, String> {
     Ok(sender)
 }
 
-async fn lane(
+/// One peer, as a lane sees it.
+#[derive(Clone)]
+struct Peer {
+    id: u64,
     url: String,
-    mut rx: mpsc::UnboundedReceiver<Message>,
     from: u64,
     cluster_id: u64,
-    timeout: Duration,
-) {
+    reporter: Reporter,
+}
+
+impl Peer {
+    fn report(&self, report: PeerReport) {
+        if let Some(reporter) = self.reporter.get() {
+            reporter(report);
+        }
+    }
+}
+
+async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Duration) {
+    let Peer {
+        url,
+        from,
+        cluster_id,
+        ..
+    } = peer.clone();
     let mut sender: Option<Sender> = None;
     let mut backoff = Duration::from_millis(50);
     while let Some(first) = rx.recv().await {
@@ -178,9 +203,22 @@ async fn lane(
                 status => Err(format!("peer answered {status}")),
             }
         };
+        let snapshots = batch
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .count();
         match attempt.await {
-            Ok(()) => backoff = Duration::from_millis(50),
+            Ok(()) => {
+                backoff = Duration::from_millis(50);
+                for _ in 0..snapshots {
+                    peer.report(PeerReport::SnapshotSent(peer.id));
+                }
+            }
             Err(_) => {
+                peer.report(PeerReport::Unreachable(peer.id));
+                for _ in 0..snapshots {
+                    peer.report(PeerReport::SnapshotFailed(peer.id));
+                }
                 sender = None;
                 while rx.try_recv().is_ok() {} // raft will send again
                 tokio::time::sleep(backoff).await;
