@@ -64,6 +64,10 @@ fn the_readme_walkthrough_answers_as_etcd_does() {
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("\"errorCode\":202"));
 
+    // Keys may hold characters that mean something in a query string.
+    let odd = put(port, "/a%26b%3Dc+d", "value=1");
+    assert!(odd.body.contains("\"key\":\"/a&b=c+d\""), "{}", odd.body);
+
     let version = http("GET", port, "/version", "").unwrap();
     assert_eq!(
         version.body,

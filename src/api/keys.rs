@@ -79,13 +79,12 @@ struct KeysRequest {
     prev_index: u64,
 }
 
+/// A URL path's key: percent-escapes decoded (a `+` stays a `+`), and bytes that are not
+/// UTF-8 replaced, as Go's JSON encoder shows them.
 fn percent_decode(path: &str) -> String {
-    let bytes: Vec<u8> =
-        form_urlencoded::parse(format!("k={}", path.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned().into_bytes())
-            .unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> {
