@@ -1,5 +1,10 @@
-//! The cluster's members: who they are, how their ids are derived, and (with the membership
-//! issue) the rules for changing them.
+//! The cluster's members: who they are, how their ids are derived, the table of them, and the
+//! rules for changing it.
+
+pub mod rules;
+mod table;
+
+pub use table::{Membership, MembershipError};
 
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
