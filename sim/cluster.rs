@@ -61,6 +61,19 @@ impl Cluster {
             config.catch_up_entries = options.snapshot_count / 2;
             config.segment_bytes = 16 << 10;
             config.request_timeout = Duration::from_secs(3);
+            config.initial_members = ids
+                .iter()
+                .map(|&m| etcd::membership::Member {
+                    id: m,
+                    name: format!("member-{m}"),
+                    peer_urls: vec![format!("http://member-{m}:2380")],
+                    client_urls: Vec::new(),
+                })
+                .collect();
+            config.publish = Some((
+                format!("member-{id}"),
+                vec![format!("http://member-{id}:2379")],
+            ));
             let (net, registry) = (net.clone(), Arc::clone(&registry));
             let node = handle
                 .create_node()

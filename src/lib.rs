@@ -14,6 +14,7 @@ pub mod request;
 pub mod runtime;
 pub mod server;
 pub mod snap;
+pub mod state;
 pub mod store;
 pub mod timestamp;
 pub mod transport;

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode};
-use crate::store::{expiry_after, Condition, Content, Event, Store, TtlOptions};
+use crate::state::State;
+use crate::store::{expiry_after, Condition, Content, Event, TtlOptions};
 use crate::timestamp::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,12 @@ pub enum Op {
     },
     /// Expire everything due at the proposal's time (proposed by the leader).
     Sync,
+    /// A member started and announces its name and client URLs (etcd's publish).
+    Publish {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 /// One log entry's payload.
@@ -91,9 +98,11 @@ fn content(value: &Option<String>) -> Content<'_> {
     }
 }
 
-/// Applies one proposal to a store. `Sync` answers with the last expiry, if any.
-pub fn apply(store: &mut Store, proposal: &Proposal) -> Result<Event, Error> {
+/// Applies one proposal to the replicated state. `Sync` answers with the last expiry, if any;
+/// `Publish` with nothing (no client waits for it).
+pub fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
     let now = proposal.time;
+    let store = &mut state.store;
     let ttl = |secs: &Option<u64>, refresh: bool| TtlOptions {
         expire_at: secs.and_then(|s| expiry_after(now, s)),
         refresh,
@@ -149,6 +158,20 @@ pub fn apply(store: &mut Store, proposal: &Proposal) -> Result<Event, Error> {
             .expire(now)
             .pop()
             .ok_or_else(|| Error::new(ErrorCode::KeyNotFound, "nothing expired", store.index())),
+        Op::Publish {
+            id,
+            name,
+            client_urls,
+        } => {
+            let published = state
+                .members
+                .publish(*id, name.clone(), client_urls.clone());
+            let index = state.store.index();
+            Err(match published {
+                Ok(()) => Error::new(ErrorCode::RaftInternal, "published", index),
+                Err(e) => Error::new(ErrorCode::RaftInternal, e.to_string(), index),
+            })
+        }
     }
 }
 
@@ -183,7 +206,7 @@ mod tests {
 
     #[test]
     fn ttl_counts_from_the_proposers_clock_and_sync_expires() {
-        let mut store = Store::new();
+        let mut store = State::default();
         let set = Op::Set {
             key: "/k".into(),
             value: Some("v".into()),
@@ -205,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_op_reaches_the_store() {
-        let mut store = Store::new();
+        let mut store = State::default();
         let ops = [
             Op::Create {
                 key: "/d".into(),
@@ -252,5 +275,35 @@ mod tests {
             let event = apply(&mut store, &proposal(op, 0)).unwrap();
             assert_eq!(event.index(), i as u64 + 1);
         }
+    }
+
+    #[test]
+    fn publish_fills_in_a_members_name_and_client_urls() {
+        let member = crate::membership::Member {
+            id: 5,
+            name: String::new(),
+            peer_urls: vec!["http://a:2380".into()],
+            client_urls: vec![],
+        };
+        let mut state = State {
+            members: crate::membership::Membership::new([member]),
+            ..State::default()
+        };
+        let op = Op::Publish {
+            id: 5,
+            name: "five".into(),
+            client_urls: vec!["http://a:2379".into()],
+        };
+        let _ = apply(&mut state, &proposal(op, 0));
+        let published = state.members.get(5).unwrap();
+        assert_eq!(
+            (published.name.as_str(), published.client_urls.len()),
+            ("five", 1)
+        );
+        assert_eq!(
+            state.store.index(),
+            0,
+            "publishing does not touch the keyspace"
+        );
     }
 }

@@ -104,6 +104,17 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.data_dir.clone(),
     );
     node_config.wal_dir = config.wal_dir.clone();
+    node_config.initial_members = config
+        .initial_cluster
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: Vec::new(),
+        })
+        .collect();
+    node_config.publish = Some((config.name.clone(), config.advertise_client_urls.clone()));
     node_config.tick = config.heartbeat;
     node_config.election_ticks =
         (config.election.as_millis() / config.heartbeat.as_millis().max(1)).max(2) as usize;
@@ -131,26 +142,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the member: {e}"))?;
     let reporter = node.clone();
     transport.set_reporter(move |report| reporter.report(report));
-    let members = config
-        .initial_cluster
-        .iter()
-        .map(|m| Member {
-            id: m.id,
-            name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: if m.id == config.id {
-                config.advertise_client_urls.clone()
-            } else {
-                Vec::new()
-            },
-        })
-        .collect();
     let app = Arc::new(App {
         node: node.clone(),
         name: config.name.clone(),
         id: config.id,
         cluster_id: config.cluster_id,
-        members,
         started,
         max_body: 4 << 20,
     });

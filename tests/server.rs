@@ -311,6 +311,17 @@ fn the_procfile_starts_a_working_three_member_cluster() {
                     .is_some_and(|r| r.body.contains("StateLeader"))
             })
         });
+        // Every member publishes its client URLs through raft.
+        wait_for("every member's client URLs", || {
+            http("GET", 12379, "/v2/machines", "").is_some_and(|r| r.body.split(", ").count() == 3)
+        });
+        let members = http("GET", 22379, "/v2/members", "").unwrap().body;
+        for port in ports {
+            assert!(
+                members.contains(&format!("\"clientURLs\":[\"http://127.0.0.1:{port}\"]")),
+                "{members}"
+            );
+        }
         let set = put(12379, "/procfile", "value=works");
         assert!(set.status < 300, "{}", set.body);
         for port in [22379, 32379] {

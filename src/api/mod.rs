@@ -25,7 +25,6 @@ pub struct App<R: Runtime> {
     pub name: String,
     pub id: u64,
     pub cluster_id: u64,
-    pub members: Vec<Member>,
     pub started: Timestamp,
     /// Largest request body accepted (etcd's default request limit is about 1.5 MiB).
     pub max_body: usize,
@@ -120,9 +119,10 @@ pub async fn handle<R: Runtime>(
         }
         "/v2/machines" => {
             let urls: Vec<String> = app
-                .members
-                .iter()
-                .flat_map(|m| m.client_urls.clone())
+                .node
+                .members()
+                .into_iter()
+                .flat_map(|m| m.client_urls)
                 .collect();
             let mut response = Response::new(full(urls.join(", ")));
             response.headers_mut().insert(
@@ -136,10 +136,9 @@ pub async fn handle<R: Runtime>(
             struct Members<'a> {
                 members: &'a [Member],
             }
-            let body = serde_json::to_string(&Members {
-                members: &app.members,
-            })
-            .expect("members serialise");
+            let members = app.node.members();
+            let body =
+                serde_json::to_string(&Members { members: &members }).expect("members serialise");
             let mut response = json_response(StatusCode::OK, body);
             set_header(
                 &mut response,
@@ -150,7 +149,7 @@ pub async fn handle<R: Runtime>(
         }
         "/v2/members/leader" => {
             let leader = app.node.status().leader;
-            match app.members.iter().find(|m| m.id == leader) {
+            match app.node.members().iter().find(|m| m.id == leader) {
                 Some(member) => {
                     let mut response = json_response(
                         StatusCode::OK,
@@ -174,7 +173,8 @@ pub async fn handle<R: Runtime>(
             let status = app.node.status();
             if status.role == Role::Leader {
                 let followers: Vec<String> = app
-                    .members
+                    .node
+                    .members()
                     .iter()
                     .filter(|m| m.id != app.id)
                     .map(|m| format!(r#""{}":{{}}"#, format_id(m.id)))

@@ -18,9 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::raft_storage::RaftStorage;
 use super::{stopped, Command, NodeConfig, PeerReport, Role, Shared, Status};
 use crate::error::Error;
+use crate::membership::{Member, Membership};
 use crate::request::{self, Op, Proposal};
 use crate::runtime::{Runtime, Transport};
 use crate::snap::{SnapError, Snapshotter};
+use crate::state::State;
 use crate::store::Store;
 use crate::wal::{Wal, WalError};
 
@@ -120,7 +122,7 @@ impl<R: Runtime> Core<R> {
             .await?
             .ok_or_else(|| StartError::Invalid("no usable snapshot in the data dir".into()))?;
         let meta = snapshot.get_metadata().clone();
-        let store = Store::restore(&snapshot.data)
+        let state = State::restore(&snapshot.data)
             .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?;
         let (wal, recovered) = Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
         if let Some((index, _)) = recovered.installed_snapshot {
@@ -160,7 +162,7 @@ impl<R: Runtime> Core<R> {
         let raw = RawNode::new(&raft_config, storage.clone(), &logger())?;
 
         let shared = Arc::new(Shared {
-            store: RwLock::new(store),
+            state: RwLock::new(state),
             status: Mutex::new(Status {
                 id: config.id,
                 applied: meta.index,
@@ -301,6 +303,40 @@ impl<R: Runtime> Core<R> {
         }
         self.propose_expiry();
         self.retry_lost_snapshots();
+        self.publish_attributes();
+    }
+
+    /// A started member announces its name and client URLs through raft (etcd's publish),
+    /// again every few ticks until the applied member table shows them.
+    fn publish_attributes(&mut self) {
+        let Some((name, client_urls)) = self.config.publish.clone() else {
+            return;
+        };
+        if !self.ticks.is_multiple_of(10) {
+            return;
+        }
+        let shown = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .members
+            .get(self.config.id)
+            .is_some_and(|m| m.name == name && m.client_urls == client_urls);
+        if shown {
+            self.config.publish = None;
+            return;
+        }
+        let proposal = Proposal {
+            id: self.rt.random_u64(),
+            time: self.rt.now(),
+            op: Op::Publish {
+                id: self.config.id,
+                name,
+                client_urls,
+            },
+        };
+        let _ = self.raw.propose(Vec::new(), proposal.encode());
     }
 
     /// raft-rs sends a lagging follower nothing more until told how its snapshot went. The
@@ -344,9 +380,10 @@ impl<R: Runtime> Core<R> {
         let now = self.rt.now();
         let due = self
             .shared
-            .store
+            .state
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .store
             .next_expiry()
             .is_some_and(|at| at <= now);
         if due {
@@ -425,7 +462,7 @@ impl<R: Runtime> Core<R> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+        let mut store = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
         for entry in entries {
             if entry.index <= self.applied {
                 continue;
@@ -476,7 +513,7 @@ impl<R: Runtime> Core<R> {
     /// A snapshot from the leader: it replaces the log and the store.
     async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Fatal> {
         let meta = snapshot.get_metadata().clone();
-        let store = Store::restore(&snapshot.data).map_err(|e| e.to_string())?;
+        let state = State::restore(&snapshot.data)?;
         self.snapshotter
             .save(&snapshot)
             .await
@@ -491,8 +528,8 @@ impl<R: Runtime> Core<R> {
             .apply_snapshot(snapshot.clone())
             .map_err(|e| e.to_string())?;
         self.storage.set_latest(snapshot);
-        let mut current = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
-        *current = store;
+        let mut current = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        *current = state;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
         let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -517,7 +554,7 @@ impl<R: Runtime> Core<R> {
             .conf_state;
         let data = self
             .shared
-            .store
+            .state
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .save();
@@ -620,12 +657,25 @@ async fn bootstrap<D: crate::runtime::Disk>(
             config.id
         )));
     }
+    let members = config.peers.iter().map(|&id| {
+        config
+            .initial_members
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .unwrap_or(Member {
+                id,
+                name: String::new(),
+                peer_urls: Vec::new(),
+                client_urls: Vec::new(),
+            })
+    });
+    let state = State {
+        store: Store::with_history_capacity(config.history_capacity),
+        members: Membership::new(members),
+    };
     let mut snapshot = Snapshot::default();
-    snapshot.set_data(
-        Store::with_history_capacity(config.history_capacity)
-            .save()
-            .into(),
-    );
+    snapshot.set_data(state.save().into());
     let meta = snapshot.mut_metadata();
     meta.set_index(1);
     meta.set_term(1);

@@ -16,9 +16,11 @@ use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, ErrorCode};
+use crate::membership::Member;
 use crate::request::{Op, Proposal};
 use crate::runtime::Runtime;
-use crate::store::{Event, Store, Watcher};
+use crate::state::State;
+use crate::store::{Event, Watcher};
 
 pub use self::core::StartError;
 
@@ -27,6 +29,11 @@ pub struct NodeConfig {
     pub id: u64,
     /// The members of a new cluster (raft ids); every member must be given the same list.
     pub peers: Vec<u64>,
+    /// What the new cluster's member table starts with (names and peer URLs); members left
+    /// out are listed with their id only.
+    pub initial_members: Vec<crate::membership::Member>,
+    /// This member's name and client URLs, announced to the cluster once it runs.
+    pub publish: Option<(String, Vec<String>)>,
     pub data_dir: PathBuf,
     /// Where the log lives, if not in the data dir (etcd's `--wal-dir`).
     pub wal_dir: Option<PathBuf>,
@@ -56,6 +63,8 @@ impl NodeConfig {
         NodeConfig {
             id,
             peers,
+            initial_members: Vec::new(),
+            publish: None,
             data_dir: data_dir.into(),
             wal_dir: None,
             tick: Duration::from_millis(100),
@@ -97,7 +106,7 @@ pub struct Status {
 }
 
 pub(crate) struct Shared {
-    store: RwLock<Store>,
+    state: RwLock<State>,
     status: Mutex<Status>,
     log: raft_storage::RaftStorage,
 }
@@ -207,7 +216,12 @@ impl<R: Runtime> Node<R> {
 
     /// A read from this member's store (etcd's default: may lag the leader).
     pub fn get(&self, key: &str, recursive: bool) -> Result<Event, Error> {
-        self.store().get(key, recursive, self.rt.now())
+        self.state().store.get(key, recursive, self.rt.now())
+    }
+
+    /// The cluster's members as this member has applied them.
+    pub fn members(&self) -> Vec<Member> {
+        self.state().members.members().cloned().collect()
     }
 
     pub fn watch(
@@ -217,7 +231,9 @@ impl<R: Runtime> Node<R> {
         stream: bool,
         since_index: u64,
     ) -> Result<Watcher, Error> {
-        self.store_mut().watch(key, recursive, stream, since_index)
+        self.state_mut()
+            .store
+            .watch(key, recursive, stream, since_index)
     }
 
     pub fn runtime(&self) -> &R {
@@ -225,7 +241,7 @@ impl<R: Runtime> Node<R> {
     }
 
     pub fn store_stats(&self) -> crate::store::StoreStats {
-        self.store().stats()
+        self.state().store.stats()
     }
 
     pub fn status(&self) -> Status {
@@ -255,16 +271,16 @@ impl<R: Runtime> Node<R> {
     pub fn store_image(&self) -> (u64, Vec<u8>) {
         // The applied index is published under the store's write lock, so with the read lock
         // held the two belong together.
-        let store = self.store();
-        (self.status().applied, store.replicated_image())
+        let state = self.state();
+        (self.status().applied, state.replicated_image())
     }
 
-    fn store(&self) -> std::sync::RwLockReadGuard<'_, Store> {
-        self.shared.store.read().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.shared.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
-        self.shared.store.write().unwrap_or_else(|e| e.into_inner())
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.shared.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn wait<T>(&self, answer: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
