@@ -160,10 +160,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         })));
     }
     for listener in peer_listeners {
-        let (inbox, cluster_id) = (inbox_tx.clone(), config.cluster_id);
+        let (inbox, cluster_id, member_id) = (inbox_tx.clone(), config.cluster_id, config.id);
         tasks.push(tokio::spawn(serve(listener, move |request| {
             let inbox = inbox.clone();
-            async move { Ok::<_, Infallible>(transport::receive(request, cluster_id, &inbox).await) }
+            async move {
+                Ok::<_, Infallible>(
+                    transport::receive(request, cluster_id, member_id, &inbox).await,
+                )
+            }
         })));
     }
     eprintln!(
@@ -197,8 +201,13 @@ where
         + 'static,
 {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();

@@ -364,6 +364,11 @@ fn garbage_requests_get_a_4xx_never_a_crash() {
         ("PUT", "/v2/keys/a?refresh=true", "", 212),
         ("PUT", "/v2/keys/a", &huge, 210),
         ("GET", "/v2/keys/%ff%fe?recursive=1", "", 100),
+        ("PUT", "/v2/keys/a?prevIndex=", "value=1", 203),
+        ("GET", "/v2/keys/a?recursive=", "", 209),
+        ("PUT", "/v2/keys/a", "value=1&prevExist=", 209),
+        ("PUT", "/v2/keys/a?wait=true", "value=1", 209),
+        ("PUT", "/v2/keys/a?value=%zz", "", 210),
     ];
     for (method, path, form, code) in cases {
         let reply = http(method, port, path, form).expect("the server answers");
@@ -399,4 +404,75 @@ fn a_data_dir_of_another_cluster_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("holds member"), "{stderr}");
+}
+
+#[test]
+fn requests_are_read_the_way_etcd_reads_them() {
+    let mut members = cluster("forms", 1);
+    members[0].start();
+    let port = members[0].client;
+    wait_for("a leader", || members[0].is_leader());
+    put(port, "/d", "value=3");
+    // DELETE bodies are not read (Go's ParseForm reads PUT and POST bodies only).
+    let deleted = http("DELETE", port, "/v2/keys/d", "prevValue=9").unwrap();
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    // The form media type is matched without regard to case.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = "value=x";
+    let request = format!(
+        "PUT /v2/keys/ct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\
+         Content-Type: Application/X-WWW-Form-Urlencoded; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
+    assert!(reply.contains("\"value\":\"x\""), "{reply}");
+    // noValueOnSuccess: just the action, with the status of the whole answer.
+    let brief = http("PUT", port, "/v2/keys/nv?noValueOnSuccess=true", "value=1").unwrap();
+    assert_eq!(
+        (brief.status, brief.body.as_str()),
+        (201, "{\"action\":\"set\"}\n")
+    );
+    // Watches answer 200, from the history as live.
+    let index = put(port, "/w", "value=1")
+        .header("X-Etcd-Index")
+        .unwrap()
+        .to_owned();
+    let past = http(
+        "GET",
+        port,
+        &format!("/v2/keys/w?wait=true&waitIndex={index}"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(past.status, 200, "{}", past.body);
+    assert!(past.body.contains("\"value\":\"1\""));
+}
+
+#[test]
+fn a_stream_watcher_is_released_when_its_client_leaves() {
+    let mut members = cluster("stream-leak", 1);
+    members[0].start();
+    let port = members[0].client;
+    wait_for("a leader", || members[0].is_leader());
+    let watchers = || {
+        let stats = http("GET", port, "/v2/stats/store", "").unwrap().body;
+        stats.contains("\"watchers\":1")
+    };
+    {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request = "GET /v2/keys/s?wait=true&stream=true HTTP/1.1\r\nHost: a\r\n\r\n";
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut stream, &mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "the headers come before any event");
+        wait_for("the watcher to be counted", watchers);
+    } // the client goes away
+    wait_for("the watcher to be released", || {
+        http("GET", port, "/v2/stats/store", "")
+            .unwrap()
+            .body
+            .contains("\"watchers\":0")
+    });
 }

@@ -33,7 +33,7 @@ impl Form {
 
     fn bool(&self, name: &str) -> Result<bool, Error> {
         match self.get(name) {
-            None | Some("") => Ok(false),
+            None => Ok(false),
             Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
             Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
             Some(_) => Err(form_error(
@@ -45,7 +45,7 @@ impl Form {
 
     fn index(&self, name: &str) -> Result<u64, Error> {
         match self.get(name) {
-            None | Some("") => Ok(0),
+            None => Ok(0),
             Some(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().map_err(|_| {
                 form_error(ErrorCode::IndexNaN, format!("invalid value for {name:?}"))
             }),
@@ -55,6 +55,19 @@ impl Form {
             )),
         }
     }
+}
+
+/// A `%` not followed by two hex digits, which Go's form parser refuses.
+fn bad_escape(text: &[u8]) -> Option<Error> {
+    let at = text.iter().enumerate().find_map(|(i, &b)| {
+        let hex = |j: usize| text.get(j).is_some_and(u8::is_ascii_hexdigit);
+        (b == b'%' && !(hex(i + 1) && hex(i + 2))).then_some(i)
+    })?;
+    let escape = String::from_utf8_lossy(&text[at..(at + 3).min(text.len())]).into_owned();
+    Some(form_error(
+        ErrorCode::InvalidForm,
+        format!("invalid URL escape {escape:?}"),
+    ))
 }
 
 fn form_error(code: ErrorCode, cause: String) -> Error {
@@ -77,6 +90,8 @@ struct KeysRequest {
     prev_exist: Option<bool>,
     prev_value: Option<String>,
     prev_index: u64,
+    /// Answer a successful write with its action only (etcd's `noValueOnSuccess`).
+    no_value_on_success: bool,
 }
 
 /// A URL path's key: percent-escapes decoded (a `+` stays a `+`), and bytes that are not
@@ -90,7 +105,7 @@ fn percent_decode(path: &str) -> String {
 fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> {
     let key = percent_decode(path.strip_prefix("/v2/keys").unwrap_or("/"));
     let prev_exist = match form.get("prevExist") {
-        None | Some("") => None,
+        None => None,
         Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
         Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Some(false),
         Some(_) => {
@@ -126,9 +141,16 @@ fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> 
         },
         prev_exist,
         prev_value,
+        no_value_on_success: form.bool("noValueOnSuccess")?,
         method,
     };
     let _ = form.bool("sorted")?;
+    if request.wait && request.method != Method::GET {
+        return Err(form_error(
+            ErrorCode::InvalidField,
+            r#""wait" can only be used with GET requests"#.into(),
+        ));
+    }
     if request.refresh {
         if form.has("value") && !request.value.is_empty() {
             return Err(form_error(
@@ -250,8 +272,13 @@ pub async fn handle<R: Runtime>(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if matches!(method, Method::PUT | Method::POST | Method::DELETE) {
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    // Like Go's ParseForm, only PUT and POST bodies carry parameters.
+    if matches!(method, Method::PUT | Method::POST) {
         let body = match Limited::new(request.into_body(), app.max_body)
             .collect()
             .await
@@ -266,8 +293,14 @@ pub async fn handle<R: Runtime>(
             }
         };
         if is_form {
+            if let Some(bad) = bad_escape(&body) {
+                return error_response(&bad, app.cluster_id);
+            }
             pairs.extend(form_urlencoded::parse(&body).into_owned());
         }
+    }
+    if let Some(bad) = bad_escape(query.as_bytes()) {
+        return error_response(&bad, app.cluster_id);
     }
     pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
     let form = Form(pairs);
@@ -290,6 +323,15 @@ pub async fn handle<R: Runtime>(
             }
         }
         _ => match app.node.write(write_op(&parsed)).await {
+            Ok(event) if parsed.no_value_on_success && brief_on_success(event.action) => {
+                // The status comes from the whole event; only the body is cut down.
+                let mut response = event_response(app, &event, event.etcd_index, false);
+                *response.body_mut() = super::full(format!(
+                    "{{\"action\":{}}}\n",
+                    serde_json::to_string(&event.action).expect("an action serialises")
+                ));
+                response
+            }
             Ok(event) => event_response(app, &event, event.etcd_index, false),
             Err(e) => error_response(&e, app.cluster_id),
         },
@@ -304,31 +346,36 @@ async fn watch<R: Runtime>(app: &Arc<App<R>>, r: &KeysRequest) -> Response<Body>
         Err(e) => return error_response(&e, app.cluster_id),
     };
     let start_index = watcher.start_index();
-    if !r.stream {
-        return match watcher.next().await {
-            Some(event) => event_response(app, &event, start_index, false),
-            None => error_response(
-                &Error::new(ErrorCode::WatcherCleared, "", start_index),
-                app.cluster_id,
-            ),
-        };
-    }
+    // As etcd does, the headers go out at once (200, chunked) and the events follow; a watch
+    // the server closes ends with an empty body.
+    let stream = r.stream;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(16);
     app.node.runtime().spawn(async move {
-        while let Some(event) = watcher.next().await {
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = tx.closed() => return, // the client went away
+                event = watcher.next() => event,
+            };
+            let Some(event) = event else { return };
             let line = Bytes::from(event.to_json() + "\n");
-            if tx.send(Ok(Frame::data(line))).await.is_err() {
-                return; // the client went away
+            if tx.send(Ok(Frame::data(line))).await.is_err() || !stream {
+                return;
             }
         }
     });
-    let stream = tokio_stream_from(rx);
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(tokio_stream_from(rx))));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     add_index_headers(app, &mut response, start_index);
     response
+}
+
+/// The writes whose answer `noValueOnSuccess` cuts down to the action, as etcd's.
+fn brief_on_success(action: crate::store::Action) -> bool {
+    use crate::store::Action::*;
+    matches!(action, Set | CompareAndSwap | Create | Update)
 }
 
 /// A channel receiver as a `Stream` of body frames.

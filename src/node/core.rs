@@ -201,12 +201,11 @@ impl<R: Runtime> Core<R> {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
-                    Some(Command::Stop { done }) => {
-                        self.stop("stopped".into());
-                        let _ = done.send(());
-                        return;
+                    Some(command) => {
+                        if !self.command(command) {
+                            return;
+                        }
                     }
-                    Some(command) => self.command(command),
                     None => return, // every handle is gone
                 },
                 message = recv_or_wait(&mut self.inbox) => match message {
@@ -217,7 +216,9 @@ impl<R: Runtime> Core<R> {
             }
             // Take everything already waiting, so one Ready (and one fsync) serves it all.
             while let Ok(command) = self.commands.try_recv() {
-                self.command(command);
+                if !self.command(command) {
+                    return;
+                }
             }
             while let Some(message) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) {
                 self.step(message);
@@ -241,7 +242,8 @@ impl<R: Runtime> Core<R> {
         let _ = self.raw.step(message);
     }
 
-    fn command(&mut self, command: Command) {
+    /// Handles one command; `false` when the member must stop now.
+    fn command(&mut self, command: Command) -> bool {
         match command {
             Command::Propose { proposal, reply } => {
                 let id = proposal.id;
@@ -260,11 +262,14 @@ impl<R: Runtime> Core<R> {
                 self.raw.report_snapshot(id, SnapshotStatus::Failure)
             }
             Command::Stop { done } => {
-                // Only reached while draining: stop at the next turn of the loop.
+                // Whatever this loop wrote is on disk: a round finishes its fsync before the
+                // next command is read.
                 self.stop("stopped".into());
                 let _ = done.send(());
+                return false;
             }
         }
+        true
     }
 
     fn propose(&mut self, id: u64, data: Vec<u8>) {
@@ -529,6 +534,9 @@ impl<R: Runtime> Core<R> {
             .map_err(|e| e.to_string())?;
         self.storage.set_latest(snapshot);
         let mut current = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = state;
+        // The tree and history are the leader's now; the clients watching here stay.
+        state.store.adopt_watchers(&mut current.store);
         *current = state;
         self.applied = meta.index;
         self.last_snapshot = meta.index;

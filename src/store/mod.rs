@@ -385,6 +385,12 @@ impl Store {
         self.hub.watch(&key, recursive, stream, since, self.index)
     }
 
+    /// Takes over another store's watchers (when a snapshot replaces this member's state, the
+    /// clients watching it keep watching, as in etcd's recovery).
+    pub fn adopt_watchers(&mut self, from: &mut Store) {
+        self.hub.adopt(&mut from.hub);
+    }
+
     pub fn stats(&self) -> StoreStats {
         self.stats.read(self.hub.live_watchers() as u64)
     }

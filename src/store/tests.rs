@@ -1097,3 +1097,15 @@ fn extreme_times_never_panic() {
     assert_eq!(s.expire(min).len(), 1);
     assert_eq!(s.expire(max).len(), 1);
 }
+
+#[test]
+fn watchers_move_to_a_store_that_replaces_this_one() {
+    let mut old = Store::new();
+    let mut w = old.watch("/k", false, false, 0).unwrap();
+    let mut replacement = Store::restore(&old.save()).unwrap();
+    replacement.adopt_watchers(&mut old);
+    assert_eq!(old.stats().watchers, 0);
+    assert_eq!(replacement.stats().watchers, 1);
+    set(&mut replacement, "/k", "v");
+    assert!(matches!(w.try_next(), Next::Event(e) if e.node.value.as_deref() == Some("v")));
+}

@@ -215,6 +215,15 @@ impl WatcherHub {
         }
     }
 
+    /// Moves every registration of `other` here.
+    pub fn adopt(&mut self, other: &mut WatcherHub) {
+        for (key, list) in std::mem::take(&mut other.by_key) {
+            self.registrations += list.len();
+            self.by_key.entry(key).or_default().extend(list);
+        }
+        other.registrations = 0;
+    }
+
     /// Watchers whose clients are still listening.
     pub fn live_watchers(&self) -> usize {
         self.by_key

@@ -193,7 +193,12 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
                 .header("Content-Type", "application/octet-stream")
                 .body(Full::new(Bytes::from(encode(&batch))))
                 .map_err(|e| e.to_string())?;
-            let sending = sender.as_mut().expect("connected").send_request(request);
+            let sender = sender.as_mut().expect("connected");
+            let sending = async {
+                // hyper refuses a request on a connection that is not ready for the next one.
+                sender.ready().await?;
+                sender.send_request(request).await
+            };
             let response = tokio::time::timeout(timeout, sending)
                 .await
                 .map_err(|_| "timed out".to_owned())?
@@ -220,7 +225,12 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
                     peer.report(PeerReport::SnapshotFailed(peer.id));
                 }
                 sender = None;
-                while rx.try_recv().is_ok() {} // raft will send again
+                // Raft will send again; a dropped snapshot must be reported, or raft waits for it.
+                while let Ok(dropped) = rx.try_recv() {
+                    if dropped.get_msg_type() == MessageType::MsgSnapshot {
+                        peer.report(PeerReport::SnapshotFailed(peer.id));
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -232,6 +242,7 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
 pub async fn receive(
     request: Request<hyper::body::Incoming>,
     cluster_id: u64,
+    member_id: u64,
     inbox: &mpsc::UnboundedSender<Message>,
 ) -> Response<Body> {
     if request.uri().path() != "/raft" {
@@ -257,7 +268,9 @@ pub async fn receive(
     };
     match decode(&body) {
         Ok(messages) => {
-            for message in messages {
+            // A peer with this member's URL but another's id (swapped URLs) must not be
+            // stepped here.
+            for message in messages.into_iter().filter(|m| m.to == member_id) {
                 let _ = inbox.send(message);
             }
             let mut response = Response::new(full(Bytes::new()));
