@@ -428,6 +428,21 @@ fn requests_are_read_the_way_etcd_reads_them() {
     let mut reply = String::new();
     std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
     assert!(reply.contains("\"value\":\"x\""), "{reply}");
+    // Unclean paths are redirected to the clean one, as Go's ServeMux does.
+    let moved = http("GET", port, "/v2/keys/a//b?recursive=true", "").unwrap();
+    assert_eq!(moved.status, 301);
+    assert_eq!(
+        moved.header("Location"),
+        Some("/v2/keys/a/b?recursive=true")
+    );
+    // HEAD says how long the answer would be.
+    let get = http("GET", port, "/v2/keys/ct", "").unwrap();
+    let head = http("HEAD", port, "/v2/keys/ct", "").unwrap();
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(get.body.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
     // noValueOnSuccess: just the action, with the status of the whole answer.
     let brief = http("PUT", port, "/v2/keys/nv?noValueOnSuccess=true", "value=1").unwrap();
     assert_eq!(

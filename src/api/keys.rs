@@ -234,14 +234,13 @@ fn event_response<R: Runtime>(
     } else {
         StatusCode::OK
     };
-    let mut response = json_response(
-        status,
-        if head {
-            String::new()
-        } else {
-            event.to_json() + "\n"
-        },
-    );
+    let body = event.to_json() + "\n";
+    let length = body.len();
+    let mut response = json_response(status, if head { String::new() } else { body });
+    if head {
+        // A HEAD answer says how long the GET answer would be, as Go's server does.
+        set_header(&mut response, "Content-Length", length.to_string());
+    }
     add_index_headers(app, &mut response, etcd_index);
     response
 }

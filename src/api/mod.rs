@@ -82,6 +82,9 @@ pub async fn handle<R: Runtime>(
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if let Some(clean) = redirect_target(&path) {
+        return moved_permanently(&clean, request.uri().query());
+    }
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         return keys::handle(&app, request).await;
     }
@@ -216,6 +219,33 @@ struct SelfStats<'a> {
 #[derive(serde::Serialize)]
 struct LeaderInfo {
     leader: String,
+}
+
+/// Go's ServeMux answers a path with `//`, `.` or `..` segments with a redirect to the clean
+/// path (a trailing slash is kept); etcd's API inherits that.
+fn redirect_target(path: &str) -> Option<String> {
+    let mut clean = crate::store::path::clean(path);
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    (clean != path).then_some(clean)
+}
+
+fn moved_permanently(clean: &str, query: Option<&str>) -> Response<Body> {
+    let location = match query {
+        Some(query) => format!("{clean}?{query}"),
+        None => clean.to_owned(),
+    };
+    let mut response = Response::new(full(format!(
+        "<a href=\"{location}\">Moved Permanently</a>.\n\n"
+    )));
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    set_header(&mut response, "Location", location);
+    response
 }
 
 fn self_stats<R: Runtime>(app: &App<R>) -> String {
