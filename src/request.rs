@@ -57,6 +57,8 @@ pub enum Op {
     },
     /// Expire everything due at the proposal's time (proposed by the leader).
     Sync,
+    /// A member's peer URLs change (not a raft membership change).
+    UpdatePeerUrls { id: u64, peer_urls: Vec<String> },
     /// A member started and announces its name and client URLs (etcd's publish).
     Publish {
         id: u64,
@@ -158,6 +160,15 @@ pub fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
             .expire(now)
             .pop()
             .ok_or_else(|| Error::new(ErrorCode::KeyNotFound, "nothing expired", store.index())),
+        Op::UpdatePeerUrls { id, peer_urls } => {
+            let index = state.store.index();
+            Err(
+                match state.members.update_peer_urls(*id, peer_urls.clone()) {
+                    Ok(()) => Error::new(ErrorCode::RaftInternal, "updated", index),
+                    Err(e) => Error::new(ErrorCode::RaftInternal, e.to_string(), index),
+                },
+            )
+        }
         Op::Publish {
             id,
             name,

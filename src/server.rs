@@ -92,7 +92,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let transport = HttpTransport::new(config.id, config.cluster_id);
     for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
-        transport.add_peer(member.id, &member.peer_urls);
+        transport.connect_peer(member.id, &member.peer_urls);
     }
     let rt = TokioRuntime::new(transport.clone());
     let started = rt.now();
@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         })
         .collect();
     node_config.publish = Some((config.name.clone(), config.advertise_client_urls.clone()));
+    node_config.strict_reconfig_check = config.strict_reconfig_check;
     node_config.tick = config.heartbeat;
     node_config.election_ticks =
         (config.election.as_millis() / config.heartbeat.as_millis().max(1)).max(2) as usize;
@@ -147,6 +148,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         name: config.name.clone(),
         id: config.id,
         cluster_id: config.cluster_id,
+        token: config.token.clone(),
         started,
         max_body: 4 << 20,
     });
@@ -184,13 +186,26 @@ pub async fn run(config: Config) -> Result<(), String> {
             .join(", ")
     );
 
-    shutdown_signal().await;
+    // Run until told to stop, or until the member stops by itself (removed from the
+    // cluster, or its disk failed).
+    let stopped_by_itself = async {
+        loop {
+            if let Some(why) = node.status().stopped {
+                return why;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let result = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        why = stopped_by_itself => Err(format!("the member stopped: {why}")),
+    };
     for task in &tasks {
         task.abort();
     }
     node.shutdown().await;
     eprintln!("etcd: stopped");
-    Ok(())
+    result
 }
 
 async fn serve<S, F>(listener: TcpListener, service: S)

@@ -2,6 +2,7 @@
 //! `/v2/stats/*`, `/version` and `/health`, answering exactly as etcd 2.x does.
 
 mod keys;
+mod members;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct App<R: Runtime> {
     pub name: String,
     pub id: u64,
     pub cluster_id: u64,
+    /// The cluster token, from which new members' ids are derived.
+    pub token: String,
     pub started: Timestamp,
     /// Largest request body accepted (etcd's default request limit is about 1.5 MiB).
     pub max_body: usize,
@@ -87,6 +90,12 @@ pub async fn handle<R: Runtime>(
     }
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         return keys::handle(&app, request).await;
+    }
+    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
+    if (path == "/v2/members" && !reads)
+        || (path.starts_with("/v2/members/") && path != "/v2/members/leader")
+    {
+        return members::handle(&app, request).await;
     }
     let get_only = |response: Response<Body>| -> Response<Body> {
         if request.method() == Method::GET || request.method() == Method::HEAD {

@@ -20,6 +20,8 @@ pub enum MembershipError {
         members_after: usize,
         started_after: usize,
     },
+    /// The change could not be made now (the member is stopping, or it timed out).
+    Unavailable(String),
 }
 
 impl MembershipError {
@@ -32,6 +34,7 @@ impl MembershipError {
             MembershipError::IdRemoved(_) => 410,
             MembershipError::IdNotFound(_) => 404,
             MembershipError::NotEnoughStarted { .. } => 412,
+            MembershipError::Unavailable(_) => 500,
         }
     }
 }
@@ -49,6 +52,7 @@ impl fmt::Display for MembershipError {
                 format_id(*id)
             ),
             MembershipError::IdNotFound(id) => write!(f, "No such member: {}", format_id(*id)),
+            MembershipError::Unavailable(why) => f.write_str(why),
             MembershipError::NotEnoughStarted {
                 members_after,
                 started_after,
@@ -183,6 +187,17 @@ impl Membership {
         self.check_remove(id, strict)?;
         self.removed.insert(id);
         Ok(self.members.remove(&id).expect("checked above"))
+    }
+
+    /// Checks a peer-URL change without making it.
+    pub fn check_update(&self, id: u64, peer_urls: &[String]) -> Result<(), MembershipError> {
+        if !self.members.contains_key(&id) {
+            return Err(MembershipError::IdNotFound(id));
+        }
+        match peer_urls.iter().find(|u| self.url_in_use(u, Some(id))) {
+            Some(url) => Err(MembershipError::PeerUrlExists(url.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Changes a member's peer URLs (never checked by the strict rule, as in etcd).

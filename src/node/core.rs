@@ -11,13 +11,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
+use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::raft_storage::RaftStorage;
-use super::{stopped, Command, NodeConfig, PeerReport, Role, Shared, Status};
+use super::{stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status};
 use crate::error::Error;
+use crate::membership::MembershipError;
 use crate::membership::{Member, Membership};
 use crate::request::{self, Op, Proposal};
 use crate::runtime::{Runtime, Transport};
@@ -92,6 +94,22 @@ pub(super) struct Core<R: Runtime> {
     last_sync_tick: u64,
     /// Followers waiting for a snapshot from this leader, and since which tick.
     snapshot_sent: BTreeMap<u64, u64>,
+    /// Clients waiting for a membership change, by request id.
+    member_waiters: BTreeMap<u64, oneshot::Sender<Result<(), MembershipError>>>,
+    /// raft takes one membership change at a time (a second one becomes an empty entry): the
+    /// rest wait here, with their request ids.
+    conf_queue: std::collections::VecDeque<(u64, ConfChange)>,
+    conf_pending: Option<u64>,
+}
+
+/// What a membership change entry carries besides raft's own fields: the request to answer,
+/// the new member's peer URLs, and whether the proposer asked for the strict check (so every
+/// member decides the same way when it applies the entry).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfContext {
+    request: u64,
+    peer_urls: Vec<String>,
+    strict: bool,
 }
 
 fn data_paths(config: &NodeConfig) -> (PathBuf, PathBuf) {
@@ -189,6 +207,9 @@ impl<R: Runtime> Core<R> {
             ticks: 0,
             last_sync_tick: 0,
             snapshot_sent: BTreeMap::new(),
+            member_waiters: BTreeMap::new(),
+            conf_queue: std::collections::VecDeque::new(),
+            conf_pending: None,
         };
         Ok((core, shared))
     }
@@ -261,6 +282,7 @@ impl<R: Runtime> Core<R> {
             Command::Peer(PeerReport::SnapshotFailed(id)) => {
                 self.raw.report_snapshot(id, SnapshotStatus::Failure)
             }
+            Command::ChangeMembers { change, reply } => self.change_members(change, reply),
             Command::Stop { done } => {
                 // Whatever this loop wrote is on disk: a round finishes its fsync before the
                 // next command is read.
@@ -270,6 +292,108 @@ impl<R: Runtime> Core<R> {
             }
         }
         true
+    }
+
+    /// Checks a membership change against the table as this member has applied it (a fast
+    /// answer), then proposes it: a peer-URL update as an ordinary entry, an add or remove as
+    /// a raft configuration change, one at a time.
+    fn change_members(
+        &mut self,
+        change: MemberChange,
+        reply: oneshot::Sender<Result<(), MembershipError>>,
+    ) {
+        use raft::eraftpb::ConfChangeType;
+        let strict = self.config.strict_reconfig_check;
+        let check = {
+            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            match &change {
+                MemberChange::Add { id, peer_urls } => {
+                    state.members.check_add(*id, peer_urls, strict)
+                }
+                MemberChange::Remove { id } => state.members.check_remove(*id, strict),
+                MemberChange::UpdatePeerUrls { id, peer_urls } => {
+                    state.members.check_update(*id, peer_urls)
+                }
+            }
+        };
+        if let Err(e) = check {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let request = self.rt.random_u64();
+        self.member_waiters.insert(request, reply);
+        let (kind, id, peer_urls) = match change {
+            MemberChange::UpdatePeerUrls { id, peer_urls } => {
+                let proposal = Proposal {
+                    id: request,
+                    time: self.rt.now(),
+                    op: Op::UpdatePeerUrls { id, peer_urls },
+                };
+                if self.raw.propose(Vec::new(), proposal.encode()).is_err() {
+                    self.answer_member(request, Err(no_leader()));
+                }
+                return;
+            }
+            MemberChange::Add { id, peer_urls } => (ConfChangeType::AddNode, id, peer_urls),
+            MemberChange::Remove { id } => (ConfChangeType::RemoveNode, id, Vec::new()),
+        };
+        let context = ConfContext {
+            request,
+            peer_urls,
+            strict,
+        };
+        let mut cc = ConfChange::default();
+        cc.set_change_type(kind);
+        cc.set_node_id(id);
+        cc.set_context(
+            postcard::to_allocvec(&context)
+                .expect("a context encodes")
+                .into(),
+        );
+        self.conf_queue.push_back((request, cc));
+        self.propose_conf_changes();
+    }
+
+    fn propose_conf_changes(&mut self) {
+        // A change whose client gave up no longer holds the queue.
+        if let Some(request) = self.conf_pending {
+            if self
+                .member_waiters
+                .get(&request)
+                .is_none_or(|w| w.is_closed())
+            {
+                self.conf_pending = None;
+            }
+        }
+        while self.conf_pending.is_none() {
+            let Some((request, cc)) = self.conf_queue.pop_front() else {
+                return;
+            };
+            if self
+                .member_waiters
+                .get(&request)
+                .is_none_or(|w| w.is_closed())
+            {
+                continue;
+            }
+            match self.raw.propose_conf_change(Vec::new(), cc.clone()) {
+                Ok(()) => self.conf_pending = Some(request),
+                Err(raft::Error::ProposalDropped) => {
+                    self.conf_queue.push_front((request, cc)); // no leader yet: next tick
+                    return;
+                }
+                Err(e) => self.answer_member(
+                    request,
+                    Err(MembershipError::Unavailable(format!("etcdserver: {e}"))),
+                ),
+            }
+        }
+    }
+
+    fn answer_member(&mut self, request: u64, result: Result<(), MembershipError>) {
+        if let Some(waiter) = self.member_waiters.remove(&request) {
+            let _ = waiter.send(result);
+        }
     }
 
     fn propose(&mut self, id: u64, data: Vec<u8>) {
@@ -309,6 +433,8 @@ impl<R: Runtime> Core<R> {
         self.propose_expiry();
         self.retry_lost_snapshots();
         self.publish_attributes();
+        self.member_waiters.retain(|_, w| !w.is_closed());
+        self.propose_conf_changes();
     }
 
     /// A started member announces its name and client URLs through raft (etcd's publish),
@@ -468,6 +594,7 @@ impl<R: Runtime> Core<R> {
             return Ok(());
         }
         let mut store = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut removed_self = false;
         for entry in entries {
             if entry.index <= self.applied {
                 continue;
@@ -475,6 +602,19 @@ impl<R: Runtime> Core<R> {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => match Proposal::decode(&entry.data) {
+                    Ok(Proposal {
+                        id: request,
+                        op: Op::UpdatePeerUrls { id, peer_urls },
+                        ..
+                    }) => {
+                        let result = store.members.update_peer_urls(id, peer_urls.clone());
+                        if result.is_ok() {
+                            self.rt.net().add_peer(id, &peer_urls);
+                        }
+                        if let Some(waiter) = self.member_waiters.remove(&request) {
+                            let _ = waiter.send(result);
+                        }
+                    }
                     Ok(proposal) => {
                         let result = request::apply(&mut store, &proposal);
                         if let Some(waiter) = self.waiters.remove(&proposal.id) {
@@ -484,7 +624,39 @@ impl<R: Runtime> Core<R> {
                     Err(e) => return Err(format!("entry {}: {e}", entry.index)),
                 },
                 EntryType::EntryConfChange => {
-                    apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, &entry)?
+                    let change = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|e| format!("entry {}: {e}", entry.index))?;
+                    let context: Option<ConfContext> =
+                        postcard::from_bytes(change.get_context()).ok();
+                    let id = change.node_id;
+                    let adding = change.get_change_type() == raft::eraftpb::ConfChangeType::AddNode;
+                    // The same check again, on the replicated table: every member decides alike,
+                    // and two changes that passed their first check one at a time cannot both
+                    // slip through. A refused change must not reach raft's apply_conf_change.
+                    let outcome = match &context {
+                        Some(ctx) if adding => {
+                            store.members.add(id, ctx.peer_urls.clone(), ctx.strict)
+                        }
+                        Some(ctx) => store.members.remove(id, ctx.strict).map(|_| ()),
+                        None => Ok(()),
+                    };
+                    if outcome.is_ok() {
+                        apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, &entry)?;
+                        if let (true, Some(ctx)) = (adding, &context) {
+                            self.rt.net().add_peer(id, &ctx.peer_urls);
+                        }
+                        if !adding && id == self.config.id {
+                            removed_self = true;
+                        }
+                    }
+                    if let Some(ctx) = context {
+                        if self.conf_pending == Some(ctx.request) {
+                            self.conf_pending = None;
+                        }
+                        if let Some(waiter) = self.member_waiters.remove(&ctx.request) {
+                            let _ = waiter.send(outcome);
+                        }
+                    }
                 }
                 EntryType::EntryConfChangeV2 => {
                     apply_conf_change::<ConfChangeV2>(&mut self.raw, &self.storage, &entry)?
@@ -498,6 +670,9 @@ impl<R: Runtime> Core<R> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .applied = self.applied;
+        if removed_self {
+            return Err("this member was removed from the cluster".into());
+        }
         Ok(())
     }
 
@@ -641,6 +816,10 @@ fn apply_conf_change<C: protobuf::Message + raft_proto::ConfChangeI>(
     let state = raw.apply_conf_change(&change).map_err(|e| e.to_string())?;
     storage.mem.wl().set_conf_state(state);
     Ok(())
+}
+
+fn no_leader() -> MembershipError {
+    MembershipError::Unavailable("etcdserver: no leader to take the change; try again".into())
 }
 
 async fn recv_or_wait(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {

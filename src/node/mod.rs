@@ -16,7 +16,7 @@ use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, ErrorCode};
-use crate::membership::Member;
+use crate::membership::{Member, MembershipError};
 use crate::request::{Op, Proposal};
 use crate::runtime::Runtime;
 use crate::state::State;
@@ -35,6 +35,9 @@ pub struct NodeConfig {
     /// This member's name and client URLs, announced to the cluster once it runs.
     pub publish: Option<(String, Vec<String>)>,
     pub data_dir: PathBuf,
+    /// Refuse membership changes that would leave fewer started members than the new
+    /// quorum (etcd's `--strict-reconfig-check`).
+    pub strict_reconfig_check: bool,
     /// Where the log lives, if not in the data dir (etcd's `--wal-dir`).
     pub wal_dir: Option<PathBuf>,
     /// The heartbeat interval: one raft tick.
@@ -65,6 +68,7 @@ impl NodeConfig {
             peers,
             initial_members: Vec::new(),
             publish: None,
+            strict_reconfig_check: true,
             data_dir: data_dir.into(),
             wal_dir: None,
             tick: Duration::from_millis(100),
@@ -126,6 +130,19 @@ enum Command {
     Stop { done: oneshot::Sender<()> },
     /// What the transport learnt about a peer.
     Peer(PeerReport),
+    /// Add, remove or re-address a member.
+    ChangeMembers {
+        change: MemberChange,
+        reply: oneshot::Sender<Result<(), MembershipError>>,
+    },
+}
+
+/// A change to the cluster's membership, as the members API asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    Add { id: u64, peer_urls: Vec<String> },
+    Remove { id: u64 },
+    UpdatePeerUrls { id: u64, peer_urls: Vec<String> },
 }
 
 /// News from the transport that raft should hear.
@@ -188,6 +205,22 @@ impl<R: Runtime> Node<R> {
             .send(Command::Propose { proposal, reply })
             .map_err(|_| stopped())?;
         self.wait(answer).await
+    }
+
+    /// Changes the membership and waits until the change is applied (or refused).
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), MembershipError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::ChangeMembers { change, reply })
+            .map_err(|_| MembershipError::Unavailable("etcdserver: server stopped".into()))?;
+        let deadline = self.rt.sleep(self.timeout);
+        tokio::select! {
+            biased;
+            result = answer => result.unwrap_or_else(|_| {
+                Err(MembershipError::Unavailable("etcdserver: server stopped".into()))
+            }),
+            _ = deadline => Err(MembershipError::Unavailable("etcdserver: request timed out".into())),
+        }
     }
 
     /// Tells raft what the transport learnt about a peer (never blocks).

@@ -45,6 +45,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 /// retries); what arrives is handed to the receiving node's inbox.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, message: Message);
+
+    /// A member joined the cluster at these peer URLs (a network that routes by id ignores it).
+    fn add_peer(&self, _id: u64, _peer_urls: &[String]) {}
 }
 
 /// Durable storage as the WAL and snapshots need it. Appends are not durable until `sync`;

@@ -62,8 +62,16 @@ impl HttpTransport {
         let _ = self.reporter.set(Box::new(report));
     }
 
-    /// Starts sending to a peer at the first of its URLs.
-    pub fn add_peer(&self, id: u64, urls: &[String]) {
+    /// Starts sending to a peer at the first of its URLs (once per peer).
+    pub fn connect_peer(&self, id: u64, urls: &[String]) {
+        if self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return;
+        }
         let Some(url) = urls.first().cloned() else {
             return;
         };
@@ -89,6 +97,12 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
+    fn add_peer(&self, id: u64, peer_urls: &[String]) {
+        if id != self.from {
+            self.connect_peer(id, peer_urls);
+        }
+    }
+
     fn send(&self, message: Message) {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(lanes) = peers.get(&message.to) {

@@ -1,0 +1,121 @@
+//! The members API's writes: POST `/v2/members` adds a member (not started until it runs and
+//! publishes itself), DELETE `/v2/members/<id>` removes one, PUT `/v2/members/<id>` changes a
+//! member's peer URLs. Errors are `{"message": ...}` with etcd's statuses.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::{full, json_response, method_not_allowed, App, Body};
+use crate::config::Url;
+use crate::membership::{member_id, parse_id, Member, MembershipError};
+use crate::node::MemberChange;
+use crate::runtime::Runtime;
+
+#[derive(Deserialize)]
+struct PeerUrls {
+    #[serde(rename = "peerURLs")]
+    peer_urls: Vec<String>,
+}
+
+fn message(status: StatusCode, text: &str) -> Response<Body> {
+    json_response(status, serde_json::json!({ "message": text }).to_string())
+}
+
+fn refused(error: &MembershipError) -> Response<Body> {
+    let status =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    message(status, &error.to_string())
+}
+
+async fn peer_urls<R: Runtime>(
+    app: &App<R>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Vec<String>, Box<Response<Body>>> {
+    let bad = |why: String| Box::new(message(StatusCode::BAD_REQUEST, &why));
+    let body = Limited::new(request.into_body(), app.max_body)
+        .collect()
+        .await
+        .map_err(|_| bad("unreadable request body".into()))?
+        .to_bytes();
+    let parsed: PeerUrls =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
+    if parsed.peer_urls.is_empty() {
+        return Err(bad("peerURLs cannot be empty".into()));
+    }
+    parsed
+        .peer_urls
+        .iter()
+        .map(|u| {
+            Url::parse(u)
+                .map(|u| u.to_string())
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect()
+}
+
+/// `path` is `/v2/members` or `/v2/members/<id>`; GETs are served by the caller.
+pub async fn handle<R: Runtime>(
+    app: &Arc<App<R>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let target = path.strip_prefix("/v2/members/").filter(|s| !s.is_empty());
+    match (request.method().clone(), target) {
+        (Method::POST, None) => {
+            let urls = match peer_urls(app, request).await {
+                Ok(urls) => urls,
+                Err(response) => return *response,
+            };
+            let now = app.node.runtime().now().unix_nanos() / 1_000_000_000;
+            let id = member_id(&urls, &app.token, Some(now));
+            match app
+                .node
+                .change_members(MemberChange::Add {
+                    id,
+                    peer_urls: urls.clone(),
+                })
+                .await
+            {
+                Ok(()) => {
+                    let member = Member {
+                        id,
+                        name: String::new(),
+                        peer_urls: urls,
+                        client_urls: Vec::new(),
+                    };
+                    json_response(
+                        StatusCode::CREATED,
+                        serde_json::to_string(&member).expect("a member serialises"),
+                    )
+                }
+                Err(e) => refused(&e),
+            }
+        }
+        (Method::DELETE, Some(id)) | (Method::PUT, Some(id)) => {
+            let Some(id) = parse_id(id) else {
+                return message(StatusCode::NOT_FOUND, &format!("No such member: {id}"));
+            };
+            let change = if request.method() == Method::DELETE {
+                MemberChange::Remove { id }
+            } else {
+                match peer_urls(app, request).await {
+                    Ok(peer_urls) => MemberChange::UpdatePeerUrls { id, peer_urls },
+                    Err(response) => return *response,
+                }
+            };
+            match app.node.change_members(change).await {
+                Ok(()) => {
+                    let mut response = Response::new(full(""));
+                    *response.status_mut() = StatusCode::NO_CONTENT;
+                    response
+                }
+                Err(e) => refused(&e),
+            }
+        }
+        (_, None) => method_not_allowed("GET, POST"),
+        (_, Some(_)) => method_not_allowed("DELETE, PUT"),
+    }
+}

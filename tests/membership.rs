@@ -1,0 +1,125 @@
+//! Runtime membership through the members API of real processes, and etcd issue 3477: adding
+//! members that never start must be refused before the cluster loses its quorum.
+// Tests of the real world: they start processes, open sockets and read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn add(port: u16, peer_url: &str) -> Reply {
+    http(
+        "POST",
+        port,
+        "/v2/members",
+        &format!(r#"{{"peerURLs":["{peer_url}"]}}"#),
+    )
+    .expect("an answer")
+}
+
+fn member_ids(port: u16) -> Vec<(String, String)> {
+    let body = http("GET", port, "/v2/members", "")
+        .expect("an answer")
+        .body;
+    body.split("{\"id\":\"")
+        .skip(1)
+        .map(|m| {
+            let id = m.split('"').next().unwrap().to_owned();
+            let name = m
+                .split("\"name\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            (id, name)
+        })
+        .collect()
+}
+
+#[test]
+fn unstarted_members_are_refused_before_the_cluster_wedges() {
+    let mut members = cluster("strict", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let port = members[0].client;
+    wait_for("every member to publish", || {
+        member_ids(port).iter().all(|(_, name)| !name.is_empty())
+    });
+
+    // Mistyped peer URLs: these members will never start.
+    let first = add(port, &format!("http://127.0.0.1:{}", free_port()));
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert!(
+        first.body.contains("\"name\":\"\"") && first.body.contains("\"clientURLs\":[]"),
+        "{}",
+        first.body
+    );
+    let second = add(port, &format!("http://127.0.0.1:{}", free_port()));
+    assert_eq!(second.status, 201, "{}", second.body);
+    // A sixth member would need 4 started of 6; only 3 are. Refused, with the reason.
+    let third = add(port, &format!("http://127.0.0.1:{}", free_port()));
+    assert_eq!(third.status, 412, "{}", third.body);
+    assert!(
+        third.body.contains("not enough started members"),
+        "{}",
+        third.body
+    );
+    assert_eq!(member_ids(port).len(), 5);
+
+    // The cluster still serves writes.
+    assert!(put(port, "/still", "value=writable").status < 300);
+
+    // And the unstarted members can be taken out again.
+    for (id, name) in member_ids(port) {
+        if name.is_empty() {
+            let removed = http("DELETE", port, &format!("/v2/members/{id}"), "").unwrap();
+            assert_eq!(removed.status, 204, "{}", removed.body);
+        }
+    }
+    assert_eq!(member_ids(port).len(), 3);
+    let gone = http("DELETE", port, "/v2/members/ffff", "").unwrap();
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let duplicate = add(port, &format!("http://127.0.0.1:{}", members[1].peer));
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+}
+
+#[test]
+fn a_removed_member_stops_and_the_rest_go_on() {
+    let mut members = cluster("remove", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let port = members[0].client;
+    wait_for("every member to publish", || {
+        member_ids(port).iter().all(|(_, name)| !name.is_empty())
+    });
+    let (id, _) = member_ids(port)
+        .into_iter()
+        .find(|(_, name)| name == "m2")
+        .expect("m2 is a member");
+    let removed = http("DELETE", port, &format!("/v2/members/{id}"), "").unwrap();
+    assert_eq!(removed.status, 204, "{}", removed.body);
+
+    let mut child = members[2].child.take().expect("m2 runs");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the removed member kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(member_ids(port).len(), 2);
+    // If the removed member led, the others need an election first; clients retry meanwhile.
+    wait_for("a write on the remaining two", || {
+        put(port, "/after-removal", "value=ok").status < 300
+    });
+}
