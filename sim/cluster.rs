@@ -21,6 +21,7 @@ pub struct Options {
     /// The deliberately broken mode: acknowledge without fsync.
     pub unsafe_skip_fsync: bool,
     pub snapshot_count: u64,
+    pub strict_reconfig_check: bool,
 }
 
 #[derive(Default)]
@@ -57,6 +58,7 @@ impl Cluster {
             let skew = Duration::from_micros(madsim::rand::thread_rng().gen_range(0..50_000));
             let mut config = NodeConfig::new(id, ids.clone(), "/data");
             config.unsafe_skip_fsync = options.unsafe_skip_fsync;
+            config.strict_reconfig_check = options.strict_reconfig_check;
             config.snapshot_count = options.snapshot_count;
             config.catch_up_entries = options.snapshot_count / 2;
             config.segment_bytes = 16 << 10;

@@ -13,6 +13,7 @@ fn plan(members: u64) -> Plan {
             members,
             unsafe_skip_fsync: false,
             snapshot_count: 40,
+            strict_reconfig_check: true,
         },
         clients: 4,
         duration: Duration::from_secs(20),
@@ -113,6 +114,7 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
             members: 3,
             unsafe_skip_fsync: false,
             snapshot_count: 40,
+            strict_reconfig_check: true,
         };
         let cluster = Cluster::start(&options);
         cluster
@@ -177,6 +179,7 @@ fn concurrent_writes_share_fsyncs() {
             members: 1,
             unsafe_skip_fsync: false,
             snapshot_count: 10_000,
+            strict_reconfig_check: true,
         };
         let cluster = Cluster::start(&options);
         cluster
@@ -208,4 +211,91 @@ fn concurrent_writes_share_fsyncs() {
         let syncs = cluster.disks[&1].sync_count() - before;
         assert!(syncs <= 10, "100 concurrent writes took {syncs} fsyncs");
     });
+}
+
+/// etcd issue 3477 on the real node: N started members, then N adds of members that never
+/// start. With the check off the cluster wedges (no write, no removal can commit); with it on,
+/// the first add that would need more started members than there are is refused, writes go
+/// on, and the admitted unstarted members can be removed again.
+#[test]
+fn adding_unstarted_members_wedges_the_cluster_unless_the_check_refuses() {
+    use crate::cluster::Cluster;
+    use etcd::membership::MembershipError;
+    use etcd::node::MemberChange;
+    use etcd::request::Op;
+
+    for (n, strict) in [(3u64, false), (3, true), (5, false), (5, true)] {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(
+            n * 10 + u64::from(strict),
+            madsim::Config::default(),
+        );
+        rt.block_on(async move {
+            let options = Options {
+                members: n,
+                unsafe_skip_fsync: false,
+                snapshot_count: 1_000,
+                strict_reconfig_check: strict,
+            };
+            let cluster = Cluster::start(&options);
+            cluster
+                .settle(Duration::from_secs(30))
+                .await
+                .expect("a leader is elected");
+            let leader = cluster
+                .member(cluster.leader().expect("a leader"))
+                .expect("it runs");
+            let set = |i: u64| Op::Set {
+                key: format!("/k{i}"),
+                value: Some("v".into()),
+                ttl: None,
+                refresh: false,
+            };
+            let mut admitted = Vec::new();
+            let mut refused = None;
+            for i in 0..n {
+                let id = 1_000 + i;
+                let change = MemberChange::Add {
+                    id,
+                    peer_urls: vec![format!("http://unstarted-{i}:2380")],
+                };
+                match leader.change_members(change).await {
+                    Ok(()) => admitted.push(id),
+                    Err(e) => {
+                        assert!(
+                            matches!(e, MembershipError::NotEnoughStarted { .. }),
+                            "N={n}: {e}"
+                        );
+                        refused = Some(i);
+                        break;
+                    }
+                }
+            }
+            if strict {
+                // N started members carry at most 2N-1 members (quorum N): the N-th add is refused.
+                assert_eq!(refused, Some(n - 1), "N={n}: admitted {admitted:?}");
+                leader.write(set(1)).await.expect("writes go on");
+                for id in admitted {
+                    leader
+                        .change_members(MemberChange::Remove { id })
+                        .await
+                        .expect("an unstarted member can be removed");
+                }
+                leader.write(set(2)).await.expect("writes go on");
+            } else {
+                assert_eq!(
+                    admitted.len() as u64,
+                    n,
+                    "N={n}: with the check off every add is admitted"
+                );
+                assert!(
+                    leader.write(set(1)).await.is_err(),
+                    "N={n}: the cluster should be wedged"
+                );
+                let remove = leader
+                    .change_members(MemberChange::Remove { id: admitted[0] })
+                    .await;
+                assert!(remove.is_err(), "N={n}: not even a removal can commit");
+            }
+        });
+    }
 }
