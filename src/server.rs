@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{self, App};
 use crate::config::Config;
-use crate::membership::{format_id, Member};
+use crate::membership::{format_id, parse_id, Member};
 use crate::node::{Node, NodeConfig};
 use crate::runtime::{Runtime, TokioRuntime};
 use crate::transport::{self, HttpTransport};
@@ -42,34 +42,138 @@ fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
     Ok(DataDirLock { _file: file })
 }
 
-/// A data dir remembers which member of which cluster it holds; another member or cluster
-/// must not start on it.
-fn check_identity(dir: &Path, config: &Config) -> Result<(), String> {
+/// A data dir remembers which member of which cluster it holds: `member <id> of cluster <id>`.
+fn read_identity(dir: &Path) -> Result<Option<(u64, u64)>, String> {
     let path = dir.join("member").join("identity");
-    let ours = format!(
-        "member {} of cluster {}",
-        format_id(config.id),
-        format_id(config.cluster_id)
-    );
-    let mut existing = String::new();
-    if let Ok(mut file) = File::open(&path) {
-        file.read_to_string(&mut existing)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let existing = existing.trim();
-        if existing != ours {
-            return Err(format!(
-                "data dir {} holds {existing}, not {ours} (from --initial-cluster and --initial-cluster-token)",
-                dir.display()
-            ));
-        }
-        return Ok(());
+    let Ok(mut file) = File::open(&path) else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["member", id, "of", "cluster", cluster] => match (parse_id(id), parse_id(cluster)) {
+            (Some(id), Some(cluster)) => Ok(Some((id, cluster))),
+            _ => Err(format!("{} is damaged", path.display())),
+        },
+        _ => Err(format!("{} is damaged", path.display())),
     }
+}
+
+fn write_identity(dir: &Path, id: u64, cluster_id: u64) -> Result<(), String> {
+    let path = dir.join("member").join("identity");
     std::fs::create_dir_all(dir.join("member")).map_err(|e| e.to_string())?;
     let mut file =
         File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.write_all(ours.as_bytes())
+    let text = format!(
+        "member {} of cluster {}",
+        format_id(id),
+        format_id(cluster_id)
+    );
+    file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())
         .map_err(|e| e.to_string())
+}
+
+/// Which member this is, of which cluster: from the data dir if it has been here before;
+/// for a new cluster from the flags; for a member joining a running cluster, from that
+/// cluster, which chose the id when the member was added (with `POST /v2/members`).
+async fn identity(config: &Config) -> Result<(u64, u64, Vec<Member>), String> {
+    let dir = &config.data_dir;
+    match (read_identity(dir)?, config.new_cluster) {
+        (Some(ids), false) => Ok((ids.0, ids.1, Vec::new())),
+        (Some(ids), true) if ids == (config.id, config.cluster_id) => Ok((ids.0, ids.1, Vec::new())),
+        (Some((id, cluster)), true) => Err(format!(
+            "data dir {} holds member {} of cluster {}, not member {} of cluster {} (from --initial-cluster and --initial-cluster-token)",
+            dir.display(),
+            format_id(id),
+            format_id(cluster),
+            format_id(config.id),
+            format_id(config.cluster_id)
+        )),
+        (None, true) => {
+            write_identity(dir, config.id, config.cluster_id)?;
+            Ok((config.id, config.cluster_id, Vec::new()))
+        }
+        (None, false) => {
+            let (id, cluster_id, members) = join_cluster(config).await?;
+            write_identity(dir, id, cluster_id)?;
+            Ok((id, cluster_id, members))
+        }
+    }
+}
+
+/// Asks the other members listed in `--initial-cluster` for the cluster's members and finds
+/// this one among them by its peer URLs.
+async fn join_cluster(config: &Config) -> Result<(u64, u64, Vec<Member>), String> {
+    let mut mine = config.advertise_peer_urls.clone();
+    mine.sort();
+    let peers = config
+        .initial_cluster
+        .iter()
+        .filter(|m| m.name != config.name);
+    for url in peers.flat_map(|m| m.peer_urls.clone()) {
+        let Ok((cluster_id, members)) = fetch_members(&url).await else {
+            continue;
+        };
+        let me = members.iter().find(|m| {
+            let mut theirs = m.peer_urls.clone();
+            theirs.sort();
+            theirs == mine
+        });
+        return match me {
+            Some(me) => Ok((me.id, cluster_id, members.clone())),
+            None => Err(format!(
+                "the cluster at {url} has no member with peer URLs {}; add it first (POST /v2/members)",
+                mine.join(",")
+            )),
+        };
+    }
+    Err("--initial-cluster-state existing: no other member in --initial-cluster answered".into())
+}
+
+async fn fetch_members(peer_url: &str) -> Result<(u64, Vec<Member>), String> {
+    use http_body_util::BodyExt;
+    let uri: hyper::Uri = format!("{peer_url}/members")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let (host, port) = (
+        uri.host().ok_or("no host")?.to_owned(),
+        uri.port_u16().unwrap_or(80),
+    );
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(uri)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cluster_id = response
+        .headers()
+        .get("X-Etcd-Cluster-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_id)
+        .ok_or("no cluster id")?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let members: Vec<Member> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok((cluster_id, members))
 }
 
 async fn bind(url: &crate::config::Url, what: &str) -> Result<TcpListener, String> {
@@ -82,17 +186,16 @@ async fn bind(url: &crate::config::Url, what: &str) -> Result<TcpListener, Strin
 /// writing, and returns.
 pub async fn run(config: Config) -> Result<(), String> {
     let _lock = lock_data_dir(&config.data_dir)?;
-    check_identity(&config.data_dir, &config)?;
-    if !config.new_cluster
-        && !config.data_dir.join("member").join("wal").exists()
-        && config.wal_dir.is_none()
-    {
-        return Err("--initial-cluster-state existing: joining a running cluster comes with runtime membership (not yet)".into());
-    }
+    let (id, cluster_id, known) = identity(&config).await?;
+    let mut config = config;
+    config.id = id;
+    config.cluster_id = cluster_id;
 
     let transport = HttpTransport::new(config.id, config.cluster_id);
-    for member in config.initial_cluster.iter().filter(|m| m.id != config.id) {
-        transport.connect_peer(member.id, &member.peer_urls);
+    let listed = config.initial_cluster.iter().map(|m| (m.id, &m.peer_urls));
+    let fetched = known.iter().map(|m| (m.id, &m.peer_urls));
+    for (member, urls) in listed.chain(fetched).filter(|(m, _)| *m != config.id) {
+        transport.connect_peer(member, urls);
     }
     let rt = TokioRuntime::new(transport.clone());
     let started = rt.now();
@@ -116,6 +219,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .collect();
     node_config.publish = Some((config.name.clone(), config.advertise_client_urls.clone()));
     node_config.strict_reconfig_check = config.strict_reconfig_check;
+    node_config.join = !config.new_cluster;
     node_config.tick = config.heartbeat;
     node_config.election_ticks =
         (config.election.as_millis() / config.heartbeat.as_millis().max(1)).max(2) as usize;
@@ -143,6 +247,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the member: {e}"))?;
     let reporter = node.clone();
     transport.set_reporter(move |report| reporter.report(report));
+    // Members added since the flags were written are known from the replicated table.
+    for member in node.members().iter().filter(|m| m.id != config.id) {
+        transport.connect_peer(member.id, &member.peer_urls);
+    }
     let app = Arc::new(App {
         node: node.clone(),
         name: config.name.clone(),
@@ -163,9 +271,20 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     for listener in peer_listeners {
         let (inbox, cluster_id, member_id) = (inbox_tx.clone(), config.cluster_id, config.id);
+        let node = node.clone();
         tasks.push(tokio::spawn(serve(listener, move |request| {
-            let inbox = inbox.clone();
+            let (inbox, node) = (inbox.clone(), node.clone());
             async move {
+                if request.uri().path() == "/members" {
+                    // What a joining member asks for (etcd's peer /members).
+                    let body = serde_json::to_string(&node.members()).expect("members serialise");
+                    let mut response = hyper::Response::new(api::full(body));
+                    if let Ok(value) = hyper::header::HeaderValue::from_str(&format_id(cluster_id))
+                    {
+                        response.headers_mut().insert("X-Etcd-Cluster-ID", value);
+                    }
+                    return Ok::<_, Infallible>(response);
+                }
                 Ok::<_, Infallible>(
                     transport::receive(request, cluster_id, member_id, &inbox).await,
                 )

@@ -123,3 +123,48 @@ fn a_removed_member_stops_and_the_rest_go_on() {
         put(port, "/after-removal", "value=ok").status < 300
     });
 }
+
+#[test]
+fn a_member_added_and_started_with_existing_joins_and_serves() {
+    let mut members = cluster("join", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let port = members[0].client;
+    wait_for("every member to publish", || {
+        member_ids(port).iter().all(|(_, name)| !name.is_empty())
+    });
+    assert!(put(port, "/before", "value=1").status < 300);
+
+    let (client, peer) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    assert_eq!(add(port, &peer_url).status, 201);
+    let mut joiner = Member {
+        name: "m3".into(),
+        client,
+        peer,
+        data_dir: members[0].data_dir.with_file_name("m3"),
+        cluster: format!("{},m3={peer_url}", members[0].cluster),
+        child: None,
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(joiner.args())
+        .args(["--initial-cluster-state", "existing"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    joiner.child = Some(child);
+
+    // It catches up (through the leader's snapshot) and serves linearizable reads.
+    wait_for("the new member to catch up", || {
+        http("GET", client, "/v2/keys/before?quorum=true", "")
+            .is_some_and(|r| r.body.contains("\"value\":\"1\""))
+    });
+    wait_for("four started members", || {
+        let ids = member_ids(port);
+        ids.len() == 4 && ids.iter().all(|(_, name)| !name.is_empty())
+    });
+    assert!(put(client, "/through-the-new-member", "value=2").status < 300);
+}

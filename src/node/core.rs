@@ -133,15 +133,32 @@ impl<R: Runtime> Core<R> {
         let (wal_dir, snap_dir) = data_paths(&config);
         let snapshotter = Snapshotter::new(disk.clone(), &snap_dir).await?;
         if !Wal::exists(&disk, &wal_dir).await? {
-            bootstrap(&disk, &config, &snapshotter, &wal_dir).await?;
+            if config.join {
+                Wal::create(disk.clone(), &wal_dir, 1, config.segment_bytes).await?;
+            } else {
+                bootstrap(&disk, &config, &snapshotter, &wal_dir).await?;
+            }
         }
-        let snapshot = snapshotter
-            .load_newest()
-            .await?
-            .ok_or_else(|| StartError::Invalid("no usable snapshot in the data dir".into()))?;
+        let snapshot = match snapshotter.load_newest().await? {
+            Some(snapshot) => snapshot,
+            // A member joining a running cluster has nothing yet: the leader sends a snapshot.
+            None if config.join => Snapshot::default(),
+            None => {
+                return Err(StartError::Invalid(
+                    "no usable snapshot in the data dir".into(),
+                ))
+            }
+        };
         let meta = snapshot.get_metadata().clone();
-        let state = State::restore(&snapshot.data)
-            .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?;
+        let state = if meta.index == 0 {
+            State {
+                store: Store::with_history_capacity(config.history_capacity),
+                members: Membership::default(),
+            }
+        } else {
+            State::restore(&snapshot.data)
+                .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?
+        };
         let (wal, recovered) = Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
         if let Some((index, _)) = recovered.installed_snapshot {
             return Err(StartError::Invalid(format!(
@@ -151,7 +168,9 @@ impl<R: Runtime> Core<R> {
         }
 
         let storage = RaftStorage::default();
-        storage.mem.wl().apply_snapshot(snapshot.clone())?;
+        if meta.index > 0 {
+            storage.mem.wl().apply_snapshot(snapshot.clone())?;
+        }
         storage.mem.wl().append(&recovered.entries)?;
         let last_index = storage.mem.last_index()?;
         let mut hard_state = recovered.hard_state;

@@ -35,6 +35,9 @@ pub struct NodeConfig {
     /// This member's name and client URLs, announced to the cluster once it runs.
     pub publish: Option<(String, Vec<String>)>,
     pub data_dir: PathBuf,
+    /// Join a running cluster (etcd's `--initial-cluster-state existing`): start from an empty
+    /// log and learn everything, membership included, from the leader's snapshot.
+    pub join: bool,
     /// Refuse membership changes that would leave fewer started members than the new
     /// quorum (etcd's `--strict-reconfig-check`).
     pub strict_reconfig_check: bool,
@@ -69,6 +72,7 @@ impl NodeConfig {
             initial_members: Vec::new(),
             publish: None,
             strict_reconfig_check: true,
+            join: false,
             data_dir: data_dir.into(),
             wal_dir: None,
             tick: Duration::from_millis(100),
