@@ -76,32 +76,7 @@ impl Cluster {
                 format!("member-{id}"),
                 vec![format!("http://member-{id}:2379")],
             ));
-            let (net, registry) = (net.clone(), Arc::clone(&registry));
-            let node = handle
-                .create_node()
-                .name(format!("member-{id}"))
-                .init(move || {
-                    let (disk, net, registry, config) = (
-                        disk.clone(),
-                        net.clone(),
-                        Arc::clone(&registry),
-                        config.clone(),
-                    );
-                    async move {
-                        let inbox = net.listen(id);
-                        let rt = SimRuntime::new(id, disk.clone(), net, skew);
-                        match Node::start(rt, config, inbox).await {
-                            Ok(member) => {
-                                lock(&registry).up.insert(id, member);
-                            }
-                            Err(e) => lock(&registry).failed_starts.push((id, e.to_string())),
-                        }
-                        // This future is the member's `main`: when it returns, madsim ends the
-                        // member and every task it spawned.
-                        std::future::pending::<()>().await
-                    }
-                })
-                .build();
+            let node = spawn_member(&handle, config, disk, &net, &registry, skew);
             nodes.insert(id, node);
         }
         Cluster {
@@ -112,6 +87,30 @@ impl Cluster {
             nodes,
             registry,
         }
+    }
+
+    /// Starts a member that was added at run time: it joins with an empty log and learns
+    /// everything from the leader (etcd's `--initial-cluster-state existing`).
+    pub fn join(&mut self, id: u64) {
+        let disk = SimDisk::new();
+        self.disks.insert(id, disk.clone());
+        let mut config = NodeConfig::new(id, Vec::new(), "/data");
+        config.join = true;
+        config.request_timeout = Duration::from_secs(3);
+        config.publish = Some((
+            format!("member-{id}"),
+            vec![format!("http://member-{id}:2379")],
+        ));
+        let node = spawn_member(
+            &self.handle,
+            config,
+            disk,
+            &self.net,
+            &self.registry,
+            Duration::ZERO,
+        );
+        self.nodes.insert(id, node);
+        self.ids.push(id);
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
@@ -201,6 +200,44 @@ impl Cluster {
             madsim::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A madsim node running one member; restarting the node starts the member again.
+fn spawn_member(
+    handle: &Handle,
+    config: NodeConfig,
+    disk: SimDisk,
+    net: &SimNet,
+    registry: &Arc<Mutex<Registry>>,
+    skew: Duration,
+) -> NodeHandle {
+    let id = config.id;
+    let (net, registry) = (net.clone(), Arc::clone(registry));
+    handle
+        .create_node()
+        .name(format!("member-{id}"))
+        .init(move || {
+            let (disk, net, registry, config) = (
+                disk.clone(),
+                net.clone(),
+                Arc::clone(&registry),
+                config.clone(),
+            );
+            async move {
+                let inbox = net.listen(id);
+                let rt = SimRuntime::new(id, disk.clone(), net, skew);
+                match Node::start(rt, config, inbox).await {
+                    Ok(member) => {
+                        lock(&registry).up.insert(id, member);
+                    }
+                    Err(e) => lock(&registry).failed_starts.push((id, e.to_string())),
+                }
+                // This future is the member's `main`: when it returns, madsim ends the member
+                // and every task it spawned.
+                std::future::pending::<()>().await
+            }
+        })
+        .build()
 }
 
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {

@@ -299,3 +299,79 @@ fn adding_unstarted_members_wedges_the_cluster_unless_the_check_refuses() {
         });
     }
 }
+
+/// etcd's deliberate exception: one started member may grow to two (the disaster-recovery
+/// path). The add is admitted with the check on; writes then need both, and starting the new
+/// member restores them.
+#[test]
+fn one_started_member_may_grow_to_two_and_starting_it_restores_writes() {
+    use crate::cluster::Cluster;
+    use etcd::node::MemberChange;
+    use etcd::request::Op;
+
+    let rt = madsim::runtime::Runtime::with_seed_and_config(11, madsim::Config::default());
+    rt.block_on(async {
+        let options = Options {
+            members: 1,
+            unsafe_skip_fsync: false,
+            snapshot_count: 1_000,
+            strict_reconfig_check: true,
+        };
+        let mut cluster = Cluster::start(&options);
+        cluster
+            .settle(Duration::from_secs(30))
+            .await
+            .expect("a leader is elected");
+        let first = cluster.member(1).expect("member 1 runs");
+        let set = |i: u64| Op::Set {
+            key: format!("/k{i}"),
+            value: Some("v".into()),
+            ttl: None,
+            refresh: false,
+        };
+        first.write(set(0)).await.expect("a single member writes");
+        let add = MemberChange::Add {
+            id: 2,
+            peer_urls: vec!["http://member-2:2380".into()],
+        };
+        first
+            .change_members(add)
+            .await
+            .expect("the exception admits the second member");
+        assert!(
+            first.write(set(1)).await.is_err(),
+            "two members need both for a quorum"
+        );
+        cluster.join(2);
+        cluster
+            .settle(Duration::from_secs(60))
+            .await
+            .expect("the new member catches up");
+        first.write(set(2)).await.expect("writes are back");
+        let second = cluster.member(2).expect("member 2 runs");
+        assert!(
+            second.quorum_get("/k0", false).await.is_ok(),
+            "member 2 has the data"
+        );
+        assert!(
+            second.status().snapshots_installed >= 1,
+            "it caught up by snapshot"
+        );
+        // Once member 2 has published itself it counts as started: two may take a third.
+        for _ in 0..100 {
+            if first.members().iter().all(|m| !m.name.is_empty()) {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+        let third = MemberChange::Add {
+            id: 3,
+            peer_urls: vec!["http://member-3:2380".into()],
+        };
+        let admitted = first.change_members(third).await;
+        assert!(
+            admitted.is_ok(),
+            "two started members may take a third: {admitted:?}"
+        );
+    });
+}

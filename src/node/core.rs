@@ -743,7 +743,8 @@ impl<R: Runtime> Core<R> {
     /// Every `snapshot_count` applied entries: save the store, let raft forget all but the
     /// catch-up entries, keep `max_snapshots` files and release the log they no longer need.
     async fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
-        if self.applied < self.last_snapshot + self.config.snapshot_count {
+        let wanted = self.storage.take_wanted();
+        if !wanted && self.applied < self.last_snapshot + self.config.snapshot_count {
             return Ok(());
         }
         let index = self.applied;

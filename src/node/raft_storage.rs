@@ -1,6 +1,7 @@
 //! raft-rs's in-memory log, answering snapshot requests with our latest real snapshot (raft's
 //! `MemStorage` would hand followers a snapshot without the store in it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::{Entry, Snapshot};
@@ -11,9 +12,16 @@ use raft::{GetEntriesContext, RaftState, Storage};
 pub struct RaftStorage {
     pub mem: MemStorage,
     latest: Arc<Mutex<Snapshot>>,
+    /// Raft asked for a snapshot the latest one cannot serve: take a fresh one.
+    wanted: Arc<AtomicBool>,
 }
 
 impl RaftStorage {
+    /// Whether a fresh snapshot was asked for since the last call.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
+    }
+
     pub fn set_latest(&self, snapshot: Snapshot) {
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
     }
@@ -46,11 +54,28 @@ impl Storage for RaftStorage {
         self.mem.last_index()
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Ok(self
+    /// The latest snapshot, unless it predates `to` joining the cluster: raft-rs refuses to
+    /// restore a snapshot whose configuration leaves the receiver out (a member added at run
+    /// time, facing the bootstrap snapshot). Then raft is told to ask again shortly, and the
+    /// node takes a fresh snapshot meanwhile.
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let latest = self
             .latest
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone())
+            .clone();
+        let conf = latest.get_metadata().get_conf_state();
+        let includes = conf
+            .get_voters()
+            .iter()
+            .chain(conf.get_learners())
+            .any(|id| *id == to);
+        if !includes {
+            self.wanted.store(true, Ordering::Relaxed);
+            return Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(latest)
     }
 }
