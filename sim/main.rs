@@ -8,6 +8,7 @@
 
 mod clock;
 mod cluster;
+mod membership;
 mod nemesis;
 mod run;
 mod scenarios;

@@ -71,6 +71,8 @@ impl From<raft::Error> for StartError {
 /// Why the loop stopped.
 type Fatal = String;
 
+const REMOVED: &str = "this member was removed from the cluster";
+
 pub(super) struct Core<R: Runtime> {
     rt: R,
     config: NodeConfig,
@@ -94,6 +96,16 @@ pub(super) struct Core<R: Runtime> {
     last_sync_tick: u64,
     /// Followers waiting for a snapshot from this leader, and since which tick.
     snapshot_sent: BTreeMap<u64, u64>,
+    /// Set once this member applied its own removal: the tick at which it stops. Like etcd
+    /// (which waits ten ticks), it goes on talking to its peers until then, so that a removed
+    /// leader tells the others the removal committed; stopping at once could leave them in the
+    /// old configuration, waiting forever for its vote.
+    leaving_at: Option<u64>,
+    /// A configuration change was applied since the commit index was last made durable.
+    /// A member's configuration follows from its commit index: if a power cut made it forget
+    /// that a change committed, it could restart in a configuration whose other voters are
+    /// gone (removed and stopped), with no one left to tell it otherwise.
+    conf_applied: bool,
     /// Clients waiting for a membership change, by request id.
     member_waiters: BTreeMap<u64, oneshot::Sender<Result<(), MembershipError>>>,
     /// raft takes one membership change at a time (a second one becomes an empty entry): the
@@ -229,6 +241,8 @@ impl<R: Runtime> Core<R> {
             member_waiters: BTreeMap::new(),
             conf_queue: std::collections::VecDeque::new(),
             conf_pending: None,
+            leaving_at: None,
+            conf_applied: false,
         };
         Ok((core, shared))
     }
@@ -267,6 +281,10 @@ impl<R: Runtime> Core<R> {
             if now >= next_tick {
                 next_tick = now + tick;
                 self.tick();
+                if self.leaving_at.is_some_and(|at| self.ticks >= at) {
+                    self.stop(REMOVED.into());
+                    return;
+                }
             }
             if self.raw.has_ready() {
                 if let Err(why) = self.handle_ready().await {
@@ -278,12 +296,34 @@ impl<R: Runtime> Core<R> {
     }
 
     fn step(&mut self, message: Message) {
+        // A member on its way out only sends: raft-rs panics when a leader that removed
+        // itself counts an append response towards a commit.
+        if self.leaving_at.is_some() {
+            return;
+        }
         // Messages from members raft no longer knows, or stale ones, are refused inside raft.
         let _ = self.raw.step(message);
     }
 
     /// Handles one command; `false` when the member must stop now.
     fn command(&mut self, command: Command) -> bool {
+        if self.leaving_at.is_some() {
+            match command {
+                Command::Propose { reply, .. } => {
+                    let _ = reply.send(Err(stopped()));
+                    return true;
+                }
+                Command::Read { reply, .. } => {
+                    let _ = reply.send(Err(stopped()));
+                    return true;
+                }
+                Command::ChangeMembers { reply, .. } => {
+                    let _ = reply.send(Err(MembershipError::Unavailable(REMOVED.into())));
+                    return true;
+                }
+                _ => {}
+            }
+        }
         match command {
             Command::Propose { proposal, reply } => {
                 let id = proposal.id;
@@ -434,6 +474,9 @@ impl<R: Runtime> Core<R> {
     fn tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
+        if self.leaving_at.is_some() {
+            return; // heartbeats carry the commit index to the others; nothing else to do
+        }
         // Clients that gave up are forgotten.
         self.waiters.retain(|_, w| !w.is_closed());
         self.reads.retain(|_, r| !r.is_closed());
@@ -595,6 +638,16 @@ impl<R: Runtime> Core<R> {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        if std::mem::take(&mut self.conf_applied) {
+            let hs = self.storage.mem.rl().hard_state().clone();
+            self.wal
+                .save(Some(&hs), &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            if !self.config.unsafe_skip_fsync {
+                self.wal.sync().await.map_err(|e| e.to_string())?;
+            }
+        }
 
         self.answer_reads();
         self.maybe_snapshot().await?;
@@ -643,6 +696,7 @@ impl<R: Runtime> Core<R> {
                     Err(e) => return Err(format!("entry {}: {e}", entry.index)),
                 },
                 EntryType::EntryConfChange => {
+                    self.conf_applied = true;
                     let change = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|e| format!("entry {}: {e}", entry.index))?;
                     let context: Option<ConfContext> =
@@ -678,6 +732,7 @@ impl<R: Runtime> Core<R> {
                     }
                 }
                 EntryType::EntryConfChangeV2 => {
+                    self.conf_applied = true;
                     apply_conf_change::<ConfChangeV2>(&mut self.raw, &self.storage, &entry)?
                 }
             }
@@ -689,8 +744,14 @@ impl<R: Runtime> Core<R> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .applied = self.applied;
-        if removed_self {
-            return Err("this member was removed from the cluster".into());
+        if removed_self && self.leaving_at.is_none() {
+            self.leaving_at = Some(self.ticks + 10);
+            for (_, waiter) in std::mem::take(&mut self.waiters) {
+                let _ = waiter.send(Err(stopped()));
+            }
+            for (_, reply) in std::mem::take(&mut self.reads) {
+                let _ = reply.send(Err(stopped()));
+            }
         }
         Ok(())
     }
