@@ -5,7 +5,9 @@
 //! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
 
 pub mod api;
+pub mod client;
 pub mod config;
+pub mod ctl;
 pub mod error;
 pub mod lincheck;
 pub mod membership;

@@ -1,6 +1,5 @@
-//! The v2 `etcdctl`. Not yet: it lands with its own issue, once the server speaks HTTP.
+//! The v2 `etcdctl`: see `etcd::ctl`.
 
 fn main() {
-    eprintln!("etcdctl: not implemented yet (see README.md, \"What works today\")");
-    std::process::exit(1);
+    std::process::exit(etcd::ctl::main(std::env::args().collect()));
 }

@@ -1,0 +1,320 @@
+//! A v2 client, as etcd's Go `client` package behaves: a list of endpoints, one pinned, the
+//! next tried when an endpoint cannot be reached or answers 5xx; the member list synced from
+//! the cluster; errors that say which endpoint failed and how.
+//!
+//! `etcdctl` is built on it. It runs on tokio directly: a command-line client is not node code.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod http;
+pub mod keys;
+pub mod members;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use http::Reply;
+
+/// An error the server answered with: etcd's `{errorCode, message, cause, index}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct EtcdError {
+    #[serde(rename = "errorCode")]
+    pub code: u64,
+    pub message: String,
+    #[serde(default)]
+    pub cause: String,
+    #[serde(default)]
+    pub index: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// No endpoint answered usefully: what each one tried said, in order.
+    Cluster(Vec<String>),
+    /// The server refused the request with an etcd error.
+    Etcd(EtcdError),
+    /// The members API refused the request; its `message`.
+    Members(String),
+    /// The cluster publishes no client URLs to sync to.
+    NoEndpoints,
+    /// An answer this client cannot read.
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// Whether every endpoint failed for a reason of the network (etcdctl's exit status 2).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, ClientError::Cluster(_))
+    }
+
+    /// The per-endpoint lines etcdctl prints after a cluster error.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            ClientError::Cluster(errors) => Some(
+                errors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| format!("error #{i}: {e}\n"))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Cluster(errors) => {
+                let each: Vec<String> = errors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| format!("error #{i}: {e}\n"))
+                    .collect();
+                write!(
+                    f,
+                    "client: etcd cluster is unavailable or misconfigured; {}",
+                    each.join("; ")
+                )
+            }
+            ClientError::Etcd(e) => {
+                write!(f, "{}: {} ({}) [{}]", e.code, e.message, e.cause, e.index)
+            }
+            ClientError::Members(message) => f.write_str(message),
+            ClientError::NoEndpoints => f.write_str("client: no endpoints available"),
+            ClientError::Unexpected(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// What a request carries besides its method and path.
+#[derive(Clone, Debug, Default)]
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl Body {
+    pub fn form(pairs: &[(&str, String)]) -> Body {
+        Body {
+            content_type: "application/x-www-form-urlencoded",
+            bytes: encode_pairs(pairs).into_bytes(),
+        }
+    }
+
+    pub fn json(value: &serde_json::Value) -> Body {
+        Body {
+            content_type: "application/json",
+            bytes: value.to_string().into_bytes(),
+        }
+    }
+}
+
+/// `k=v&k=v`, keys sorted as Go's `url.Values.Encode` sorts them (so `--debug` prints the
+/// same cURL lines as etcd's etcdctl).
+pub fn encode_pairs(pairs: &[(&str, String)]) -> String {
+    let mut sorted: Vec<&(&str, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in sorted {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub endpoints: Vec<String>,
+    /// How long connecting to one endpoint may take.
+    pub dial_timeout: Duration,
+    /// How long one endpoint may take to answer (not applied to watches).
+    pub header_timeout: Duration,
+    /// Print each request as a cURL command on stderr.
+    pub debug: bool,
+    /// `user[:password]` for HTTP basic authentication.
+    pub credentials: Option<(String, String)>,
+}
+
+pub struct Client {
+    config: Config,
+    endpoints: Vec<String>,
+    pinned: usize,
+}
+
+impl Client {
+    /// A client on `config.endpoints`; a URL that is not `http://host:port` is refused.
+    pub fn new(config: Config) -> Result<Client, String> {
+        let mut endpoints = Vec::new();
+        for raw in &config.endpoints {
+            endpoints.push(normalise_endpoint(raw)?);
+        }
+        if endpoints.is_empty() {
+            return Err("no endpoints given".into());
+        }
+        Ok(Client {
+            endpoints,
+            config,
+            pinned: 0,
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Replaces the endpoints with the client URLs the cluster publishes (etcd's `Sync`).
+    pub async fn sync(&mut self) -> Result<(), ClientError> {
+        let members = members::list(self).await?;
+        let mut urls: Vec<String> = Vec::new();
+        for member in members {
+            for url in member.client_urls {
+                if let Ok(url) = normalise_endpoint(&url) {
+                    if !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+            }
+        }
+        if urls.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        // Keep talking to the endpoint that answered, if it is among them.
+        let current = self.endpoints[self.pinned].clone();
+        self.pinned = urls.iter().position(|u| *u == current).unwrap_or(0);
+        self.endpoints = urls;
+        Ok(())
+    }
+
+    /// Sends a request to the pinned endpoint, moving on to the next when one cannot be
+    /// reached, times out, or answers 500 or 503 (no leader), as etcd's client does.
+    /// `wait` requests (watches) have no answer deadline.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Body>,
+        wait: bool,
+    ) -> Result<Reply, ClientError> {
+        let mut errors = Vec::new();
+        let n = self.endpoints.len();
+        for k in 0..n {
+            let i = (self.pinned + k) % n;
+            let endpoint = self.endpoints[i].clone();
+            let url = format!("{endpoint}{path_and_query}");
+            if self.config.debug {
+                let data = body
+                    .map(|b| format!(" -d \"{}\"", String::from_utf8_lossy(&b.bytes)))
+                    .unwrap_or_default();
+                eprintln!("cURL Command: curl -X {method} {url}{data}");
+            }
+            let header_timeout = (!wait).then_some(self.config.header_timeout);
+            let attempt = http::send(
+                &endpoint,
+                method,
+                path_and_query,
+                body,
+                self.config.credentials.as_ref(),
+                self.config.dial_timeout,
+                header_timeout,
+            )
+            .await;
+            match attempt {
+                Err(why) => errors.push(why),
+                Ok(reply) if reply.status == 500 || reply.status == 503 => {
+                    errors.push(format!("client: etcd member {endpoint} has no leader"));
+                }
+                Ok(reply) if reply.status >= 500 => errors.push(format!(
+                    "client: etcd member {endpoint} returns server error [{}]",
+                    http::status_text(reply.status)
+                )),
+                Ok(reply) => {
+                    self.pinned = i;
+                    return Ok(reply);
+                }
+            }
+        }
+        Err(ClientError::Cluster(errors))
+    }
+}
+
+/// One GET to one endpoint, whatever its status (for `/health`, which answers 503 when
+/// unhealthy); the error is the Go client's text for a failed connection.
+pub async fn fetch(endpoint: &str, path: &str, timeout: Duration) -> Result<Reply, String> {
+    let endpoint = normalise_endpoint(endpoint)?;
+    http::send(&endpoint, "GET", path, None, None, timeout, Some(timeout)).await
+}
+
+/// `http://host:port` without a trailing slash; `https` is refused until TLS lands.
+fn normalise_endpoint(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let uri: hyper::Uri = trimmed
+        .parse()
+        .map_err(|e| format!("invalid endpoint {raw:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "endpoint {raw}: https is not supported yet (TLS lands with its own issue)"
+            ))
+        }
+        _ => return Err(format!("invalid endpoint {raw:?}: the scheme must be http")),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("invalid endpoint {raw:?}: no host"))?;
+    Ok(format!("http://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_error_reads_as_etcds() {
+        let e = ClientError::Cluster(vec![
+            "dial tcp 127.0.0.1:2379: connect: connection refused".into(),
+            "dial tcp 127.0.0.1:4001: connect: connection refused".into(),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "client: etcd cluster is unavailable or misconfigured; error #0: dial tcp \
+             127.0.0.1:2379: connect: connection refused\n; error #1: dial tcp 127.0.0.1:4001: \
+             connect: connection refused\n"
+        );
+        assert_eq!(
+            e.detail().unwrap(),
+            "error #0: dial tcp 127.0.0.1:2379: connect: connection refused\nerror #1: dial tcp \
+             127.0.0.1:4001: connect: connection refused\n"
+        );
+    }
+
+    #[test]
+    fn an_etcd_error_reads_as_etcdctl_prints_it() {
+        let e = ClientError::Etcd(EtcdError {
+            code: 100,
+            message: "Key not found".into(),
+            cause: "/foo".into(),
+            index: 12,
+        });
+        assert_eq!(e.to_string(), "100: Key not found (/foo) [12]");
+    }
+
+    #[test]
+    fn pairs_are_sorted_and_escaped_like_go() {
+        let pairs = [("value", "a b&c".to_string()), ("ttl", "5".to_string())];
+        assert_eq!(encode_pairs(&pairs), "ttl=5&value=a+b%26c");
+    }
+
+    #[test]
+    fn endpoints_are_normalised_and_https_is_refused_clearly() {
+        assert_eq!(
+            normalise_endpoint("http://127.0.0.1:2379/").unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert!(normalise_endpoint("https://127.0.0.1:2379")
+            .unwrap_err()
+            .contains("https is not supported yet"));
+        assert!(normalise_endpoint("127.0.0.1:2379").is_err());
+    }
+}
