@@ -314,6 +314,19 @@ fn bad_arguments_connections_and_commands_exit_as_etcdctl() {
     expect(&both, "--no-sync set /failover yes", 0, "yes\n", "");
     expect(&both, "get /failover", 0, "yes\n", "");
 
+    // The endpoints may come from etcdctl's variables instead of the flag.
+    for variable in ["ETCDCTL_ENDPOINT", "ETCDCTL_PEERS"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_etcdctl"))
+            .args(["get", "/failover"])
+            .env_remove("ETCDCTL_ENDPOINT")
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .env_remove("ETCDCTL_PEERS")
+            .env(variable, e)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "yes\n", "{variable}");
+    }
+
     // A bad duration is a usage error.
     let run = etcdctl(e, &["--timeout", "x", "get", "/failover"], None);
     assert_eq!(run.code, 1, "{}", run.stderr);

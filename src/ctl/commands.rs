@@ -340,7 +340,9 @@ async fn member_command(client: &mut Client, command: MemberCommand) -> Result<(
             let [name, url] = rest.args.as_slice() else {
                 return Err(fail("Provide a name and a single member peerURL\n".into()));
             };
-            let added = members::add(client, std::slice::from_ref(url))
+            // One URL as etcdctl takes it, or several separated by commas.
+            let urls: Vec<String> = url.split(',').map(String::from).collect();
+            let added = members::add(client, &urls)
                 .await
                 .map_err(|e| fail(format!("{e}\n")))?;
             let list = members::list(client)
