@@ -427,29 +427,22 @@ fn members_round_trip_through_etcdctl_with_the_strict_refusal() {
     wait_for("a leader", || leader(&members).is_some());
     let e = format!("http://127.0.0.1:{}", members[0].client);
     let e = e.as_str();
-    wait_for("every member to publish", || {
-        etcdctl(e, &["member", "list"], None)
-            .stdout
-            .lines()
-            .filter(|l| l.contains("name=m"))
-            .count()
-            == 3
+    // Each member answers from the table it has applied, so wait until any of them shows all.
+    let expected: Vec<String> = members
+        .iter()
+        .map(|m| {
+            format!(
+                "name={} peerURLs=http://127.0.0.1:{} clientURLs=http://127.0.0.1:{} isLeader=",
+                m.name, m.peer, m.client
+            )
+        })
+        .collect();
+    wait_for("every member to publish, seen through etcdctl", || {
+        let list = etcdctl(e, &["member", "list"], None);
+        list.code == 0
+            && list.stdout.matches("isLeader=true").count() == 1
+            && expected.iter().all(|line| list.stdout.contains(line))
     });
-    let list = etcdctl(e, &["member", "list"], None);
-    assert_eq!(list.code, 0);
-    assert_eq!(
-        list.stdout.matches("isLeader=true").count(),
-        1,
-        "{}",
-        list.stdout
-    );
-    for m in &members {
-        let line = format!(
-            "name={} peerURLs=http://127.0.0.1:{} clientURLs=http://127.0.0.1:{} isLeader=",
-            m.name, m.peer, m.client
-        );
-        assert!(list.stdout.contains(&line), "{line} in {}", list.stdout);
-    }
     let run = etcdctl(e, &["cluster-health"], None);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
@@ -495,25 +488,24 @@ fn members_round_trip_through_etcdctl_with_the_strict_refusal() {
             .ends_with("ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"));
         added.push((id, url));
     }
-    let list = etcdctl(e, &["member", "list"], None);
-    for (id, url) in &added {
-        assert!(
+    // Members answer from their own applied tables: a follower may be a moment behind.
+    wait_for("both unstarted members listed", || {
+        let list = etcdctl(e, &["member", "list"], None);
+        added.iter().all(|(id, url)| {
             list.stdout
-                .contains(&format!("{id}[unstarted]: peerURLs={url}\n")),
-            "{}",
-            list.stdout
-        );
-    }
-    let health = etcdctl(e, &["cluster-health"], None);
-    assert_eq!(health.code, 5);
-    assert!(health
-        .stdout
-        .contains("is unreachable: no available published client urls"));
-    assert!(
-        health.stdout.ends_with("cluster is degraded\n"),
-        "{}",
-        health.stdout
-    );
+                .contains(&format!("{id}[unstarted]: peerURLs={url}\n"))
+        })
+    });
+    wait_for("cluster-health to call the cluster degraded", || {
+        let health = etcdctl(e, &["cluster-health"], None);
+        health.code == 5
+            && health
+                .stdout
+                .matches("is unreachable: no available published client urls")
+                .count()
+                == 2
+            && health.stdout.ends_with("cluster is degraded\n")
+    });
 
     let url = format!("http://127.0.0.1:{}", free_port());
     let refused = etcdctl(e, &["member", "add", "new2", &url], None);
@@ -536,9 +528,11 @@ fn members_round_trip_through_etcdctl_with_the_strict_refusal() {
         &format!("Updated member with ID {first} in cluster\n"),
         "",
     );
-    assert!(etcdctl(e, &["member", "list"], None)
-        .stdout
-        .contains(&format!("{first}[unstarted]: peerURLs={moved}\n")));
+    wait_for("the new peer URL listed", || {
+        etcdctl(e, &["member", "list"], None)
+            .stdout
+            .contains(&format!("{first}[unstarted]: peerURLs={moved}\n"))
+    });
     for (id, _) in &added {
         expect(
             e,
@@ -577,8 +571,9 @@ fn members_round_trip_through_etcdctl_with_the_strict_refusal() {
         "",
         "No such member: abc\n",
     );
-    let list = etcdctl(e, &["member", "list"], None);
-    assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
+    wait_for("three members again", || {
+        etcdctl(e, &["member", "list"], None).stdout.lines().count() == 3
+    });
 }
 
 fn member_id_of(endpoint: &str, name: &str) -> String {

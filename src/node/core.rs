@@ -106,6 +106,8 @@ pub(super) struct Core<R: Runtime> {
     /// that a change committed, it could restart in a configuration whose other voters are
     /// gone (removed and stopped), with no one left to tell it otherwise.
     conf_applied: bool,
+    /// The in-memory commit index is ahead of the one in the log.
+    commit_unsaved: bool,
     /// Clients waiting for a membership change, by request id.
     member_waiters: BTreeMap<u64, oneshot::Sender<Result<(), MembershipError>>>,
     /// raft takes one membership change at a time (a second one becomes an empty entry): the
@@ -243,6 +245,7 @@ impl<R: Runtime> Core<R> {
             conf_pending: None,
             leaving_at: None,
             conf_applied: false,
+            commit_unsaved: false,
         };
         Ok((core, shared))
     }
@@ -607,8 +610,14 @@ impl<R: Runtime> Core<R> {
             }
         }
         if !ready.entries().is_empty() || ready.hs().is_some() {
+            // A commit index not yet written rides along with these entries for free.
+            let lagging = (ready.hs().is_none() && std::mem::take(&mut self.commit_unsaved))
+                .then(|| self.storage.mem.rl().hard_state().clone());
+            if ready.hs().is_some() {
+                self.commit_unsaved = false;
+            }
             self.wal
-                .save(ready.hs(), ready.entries())
+                .save(ready.hs().or(lagging.as_ref()), ready.entries())
                 .await
                 .map_err(|e| e.to_string())?;
             if ready.must_sync() && !self.config.unsafe_skip_fsync {
@@ -624,21 +633,17 @@ impl<R: Runtime> Core<R> {
 
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            // Not fsynced: a lost commit index is learnt again from the leader.
-            let hs: HardState = {
-                let mut log = self.storage.mem.wl();
-                log.mut_hard_state().set_commit(commit);
-                log.hard_state().clone()
-            };
-            self.wal
-                .save(Some(&hs), &[])
-                .await
-                .map_err(|e| e.to_string())?;
+            // Not written now: a commit index is learnt again from the leader (or, alone, by
+            // committing a new term's first entry), so it waits for the next write to the log
+            // instead of costing one of its own. Membership changes are the exception, below.
+            self.storage.mem.wl().mut_hard_state().set_commit(commit);
+            self.commit_unsaved = true;
         }
         self.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         if std::mem::take(&mut self.conf_applied) {
+            self.commit_unsaved = false;
             let hs = self.storage.mem.rl().hard_state().clone();
             self.wal
                 .save(Some(&hs), &[])

@@ -2,14 +2,38 @@
 // The one place that may touch the file system directly.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Disk;
 
+/// The real file system. Files appended to stay open (the log's tail is written many times
+/// a second); a file's directory is synced once after the file is created, not on every sync.
 #[derive(Clone, Debug, Default)]
-pub struct FsDisk;
+pub struct FsDisk {
+    state: Arc<Mutex<Handles>>,
+}
+
+#[derive(Debug, Default)]
+struct Handles {
+    open: HashMap<PathBuf, Arc<File>>,
+    /// Files created since their directory was last synced.
+    created: HashSet<PathBuf>,
+}
+
+impl FsDisk {
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets an open handle: the file is about to be renamed, truncated or removed.
+    fn forget(&self, path: &Path) {
+        self.handles().open.remove(path);
+    }
+}
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
@@ -62,27 +86,55 @@ impl Disk for FsDisk {
     }
 
     async fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let (path, data) = (path.to_path_buf(), data.to_vec());
-        blocking(move || {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?
-                .write_all(&data)
-        })
-        .await
+        // Done here, not on the blocking pool: a write to the page cache takes microseconds,
+        // less than the hand-off to another thread would.
+        let file = {
+            let mut handles = self.handles();
+            match handles.open.get(path) {
+                Some(file) => Arc::clone(file),
+                None => {
+                    let existed = path.exists();
+                    let file = Arc::new(OpenOptions::new().create(true).append(true).open(path)?);
+                    if !existed {
+                        handles.created.insert(path.to_path_buf());
+                    }
+                    handles.open.insert(path.to_path_buf(), Arc::clone(&file));
+                    file
+                }
+            }
+        };
+        (&*file).write_all(data)
     }
 
     async fn sync(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || {
-            File::open(&path)?.sync_data()?;
-            sync_dir(&parent(&path))
+        let (file, created) = {
+            let mut handles = self.handles();
+            (
+                handles.open.get(path).cloned(),
+                handles.created.remove(path),
+            )
+        };
+        let owned = path.to_path_buf();
+        let result = blocking(move || {
+            match file {
+                Some(file) => file.sync_data()?,
+                None => File::open(&owned)?.sync_data()?,
+            }
+            if created {
+                sync_dir(&parent(&owned))?;
+            }
+            Ok(())
         })
-        .await
+        .await;
+        if result.is_err() && created {
+            // The directory entry may not be durable yet: the next sync tries again.
+            self.handles().created.insert(path.to_path_buf());
+        }
+        result
     }
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.forget(path);
         let (path, data) = (path.to_path_buf(), data.to_vec());
         blocking(move || {
             let aside = path.with_extension("tmp");
@@ -96,6 +148,7 @@ impl Disk for FsDisk {
     }
 
     async fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.forget(path);
         let path = path.to_path_buf();
         blocking(move || {
             let file = OpenOptions::new().write(true).open(path)?;
@@ -106,6 +159,8 @@ impl Disk for FsDisk {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.forget(from);
+        self.forget(to);
         let (from, to) = (from.to_path_buf(), to.to_path_buf());
         blocking(move || {
             fs::rename(&from, &to)?;
@@ -115,6 +170,8 @@ impl Disk for FsDisk {
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        self.handles().created.remove(path);
         let path = path.to_path_buf();
         blocking(move || fs::remove_file(path)).await
     }

@@ -31,7 +31,7 @@ impl<N: Transport> TokioRuntime<N> {
     pub fn new(net: N) -> Self {
         TokioRuntime {
             origin: Instant::now(),
-            disk: FsDisk,
+            disk: FsDisk::default(),
             net: Arc::new(net),
         }
     }

@@ -326,7 +326,7 @@ fn the_real_file_system_keeps_the_log_too() {
     let dir = std::env::temp_dir().join(format!("etcd-wal-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     run(async {
-        let disk = crate::runtime::FsDisk;
+        let disk = crate::runtime::FsDisk::default();
         let mut wal = Wal::create(disk.clone(), &dir, 1, 300).await.unwrap();
         for i in 1..=10 {
             wal.save(Some(&hard_state(2, 1, i)), &[entry(i, 2)])
