@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod error;
+pub mod fuzzing;
 pub mod lincheck;
 pub mod membership;
 pub mod node;

@@ -168,6 +168,73 @@ fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> 
     Ok(request)
 }
 
+/// A request's parameters (a form body's first, then the query string's, as Go's
+/// `FormValue` reads them), checked and turned into a [`KeysRequest`].
+fn parse_request(
+    method: Method,
+    path: &str,
+    query: &str,
+    form_body: Option<&[u8]>,
+) -> Result<KeysRequest, Error> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(body) = form_body {
+        if let Some(bad) = bad_escape(body) {
+            return Err(bad);
+        }
+        pairs.extend(form_urlencoded::parse(body).into_owned());
+    }
+    if let Some(bad) = bad_escape(query.as_bytes()) {
+        return Err(bad);
+    }
+    pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
+    parse(method, path, &Form(pairs))
+}
+
+/// What a keys request asks the server to do; the pure part of [`handle`], for tests and
+/// fuzzing.
+#[derive(Debug)]
+pub enum Interpreted {
+    Read {
+        key: String,
+        recursive: bool,
+        quorum: bool,
+    },
+    Watch {
+        key: String,
+        recursive: bool,
+        stream: bool,
+        wait_index: u64,
+    },
+    Write(Op),
+}
+
+/// Reads a keys request as [`handle`] does, without a server: the store read, watch or
+/// replicated write it asks for, or the error etcd answers it with.
+pub fn interpret(
+    method: &str,
+    path: &str,
+    query: &str,
+    form_body: Option<&[u8]>,
+) -> Result<Interpreted, Error> {
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| form_error(ErrorCode::InvalidForm, "bad method".into()))?;
+    let r = parse_request(method.clone(), path, query, form_body)?;
+    Ok(match method {
+        Method::GET | Method::HEAD if r.wait => Interpreted::Watch {
+            key: r.key,
+            recursive: r.recursive,
+            stream: r.stream,
+            wait_index: r.wait_index,
+        },
+        Method::GET | Method::HEAD => Interpreted::Read {
+            key: r.key,
+            recursive: r.recursive,
+            quorum: r.quorum,
+        },
+        _ => Interpreted::Write(write_op(&r)),
+    })
+}
+
 /// The replicated operation a PUT, POST or DELETE asks for, chosen as etcd's server does.
 fn write_op(r: &KeysRequest) -> Op {
     let key = r.key.clone();
@@ -265,7 +332,6 @@ pub async fn handle<R: Runtime>(
         return method_not_allowed("HEAD,GET,PUT,POST,DELETE");
     }
     let path = request.uri().path().to_owned();
-    let mut pairs: Vec<(String, String)> = Vec::new();
     let query = request.uri().query().unwrap_or("").to_owned();
     let is_form = request
         .headers()
@@ -277,12 +343,14 @@ pub async fn handle<R: Runtime>(
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     // Like Go's ParseForm, only PUT and POST bodies carry parameters.
+    let mut body = None;
     if matches!(method, Method::PUT | Method::POST) {
-        let body = match Limited::new(request.into_body(), app.max_body)
+        match Limited::new(request.into_body(), app.max_body)
             .collect()
             .await
         {
-            Ok(body) => body.to_bytes(),
+            Ok(collected) if is_form => body = Some(collected.to_bytes()),
+            Ok(_) => {}
             Err(_) => {
                 let e = form_error(
                     ErrorCode::InvalidForm,
@@ -290,20 +358,9 @@ pub async fn handle<R: Runtime>(
                 );
                 return error_response(&e, app.cluster_id);
             }
-        };
-        if is_form {
-            if let Some(bad) = bad_escape(&body) {
-                return error_response(&bad, app.cluster_id);
-            }
-            pairs.extend(form_urlencoded::parse(&body).into_owned());
         }
     }
-    if let Some(bad) = bad_escape(query.as_bytes()) {
-        return error_response(&bad, app.cluster_id);
-    }
-    pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
-    let form = Form(pairs);
-    let parsed = match parse(method.clone(), &path, &form) {
+    let parsed = match parse_request(method.clone(), &path, &query, body.as_deref()) {
         Ok(parsed) => parsed,
         Err(e) => return error_response(&e, app.cluster_id),
     };

@@ -40,10 +40,16 @@ async fn peer_urls<R: Runtime>(
         .await
         .map_err(|_| bad("unreadable request body".into()))?
         .to_bytes();
+    parse_peer_urls(&body).map_err(bad)
+}
+
+/// A members write's body, `{"peerURLs": [...]}`: the URLs made canonical, or why the body is
+/// refused (a 400).
+pub fn parse_peer_urls(body: &[u8]) -> Result<Vec<String>, String> {
     let parsed: PeerUrls =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))?;
     if parsed.peer_urls.is_empty() {
-        return Err(bad("peerURLs cannot be empty".into()));
+        return Err("peerURLs cannot be empty".into());
     }
     parsed
         .peer_urls
@@ -51,7 +57,7 @@ async fn peer_urls<R: Runtime>(
         .map(|u| {
             Url::parse(u)
                 .map(|u| u.to_string())
-                .map_err(|e| bad(e.to_string()))
+                .map_err(|e| e.to_string())
         })
         .collect()
 }

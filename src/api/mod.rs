@@ -1,8 +1,8 @@
 //! The client API over HTTP/1 (hyper): `/v2/keys`, `/v2/members`, `/v2/machines`,
 //! `/v2/stats/*`, `/version` and `/health`, answering exactly as etcd 2.x does.
 
-mod keys;
-mod members;
+pub mod keys;
+pub mod members;
 
 use std::convert::Infallible;
 use std::sync::Arc;

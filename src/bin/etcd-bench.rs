@@ -1,5 +1,7 @@
 //! `etcd-bench`: see `etcd::bench`.
 
+use std::io::Write;
+
 use clap::Parser;
 
 fn main() {
@@ -10,14 +12,14 @@ fn main() {
         .expect("a runtime");
     match runtime.block_on(etcd::bench::run(options.clone())) {
         Ok(report) => {
-            if options.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("a report serialises")
-                );
+            // A reader that went away (`| head`) is not an error of the run.
+            let mut out = std::io::stdout().lock();
+            let _ = if options.json {
+                let json = serde_json::to_string(&report).expect("a report serialises");
+                writeln!(out, "{json}")
             } else {
-                print!("{report}");
-            }
+                write!(out, "{report}")
+            };
             std::process::exit(if report.invalid.is_some() { 1 } else { 0 });
         }
         Err(e) => {

@@ -116,7 +116,8 @@ impl Transport for HttpTransport {
     }
 }
 
-fn encode(batch: &[Message]) -> Vec<u8> {
+/// A batch as one request body: each message length-prefixed.
+pub fn encode(batch: &[Message]) -> Vec<u8> {
     let mut out = Vec::new();
     for message in batch {
         let bytes = message
