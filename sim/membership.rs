@@ -333,7 +333,8 @@ fn strict_reconfiguration_never_leaves_started_members_below_quorum() {
 /// A leader that removes itself must tell the others that the removal committed before it
 /// stops: in a 2-member cluster the survivor otherwise stays in the old configuration, waiting
 /// for the vote of a member that is gone. And the survivor must not forget it in a power cut
-/// right after applying it. Found by the property above; this pins both bugs without depending on its seeds.
+/// right after applying it. Found by the property above; this pins both bugs without depending
+/// on its seeds.
 #[test]
 fn the_survivor_of_a_leader_removing_itself_takes_over() {
     for (seed, power_cut) in [(1u64, false), (2, false), (3, true), (4, true)] {
