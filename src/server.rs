@@ -286,7 +286,10 @@ pub async fn run(config: Config) -> Result<(), String> {
                     return Ok::<_, Infallible>(response);
                 }
                 Ok::<_, Infallible>(
-                    transport::receive(request, cluster_id, member_id, &inbox).await,
+                    transport::receive(request, cluster_id, member_id, &inbox, |id| {
+                        node.is_removed(id)
+                    })
+                    .await,
                 )
             }
         })));

@@ -236,6 +236,28 @@ fn key_commands_print_as_etcdctl_in_every_format() {
         "",
     );
     expect(e, "get --quorum /a/b", 0, "1\n", "");
+    expect(e, "ls --quorum /a", 0, "/a/b\n/a/c\n", "");
+    expect(
+        e,
+        "-o extended mk --ttl 30 /ttl/key v",
+        0,
+        "Key: /ttl/key\nCreated-Index: 21\nModified-Index: 21\nTTL: 30\nIndex: 21\n\nv\n",
+        "",
+    );
+    expect(
+        e,
+        "-o extended mkdir --ttl 30 /ttl/dir",
+        0,
+        "Key: /ttl/dir\nCreated-Index: 22\nModified-Index: 22\nTTL: 30\nIndex: 22\n\n\n",
+        "",
+    );
+    expect(
+        e,
+        "--total-timeout 3s --timeout 500ms get /a/b",
+        0,
+        "1\n",
+        "",
+    );
     expect(
         e,
         "-o bogus get /a/b",
@@ -313,6 +335,26 @@ fn bad_arguments_connections_and_commands_exit_as_etcdctl() {
     let both = format!("{dead},{e}");
     expect(&both, "--no-sync set /failover yes", 0, "yes\n", "");
     expect(&both, "get /failover", 0, "yes\n", "");
+
+    // -C, the old spelling, when --endpoints is not given.
+    let out = Command::new(env!("CARGO_BIN_EXE_etcdctl"))
+        .args(["-C", e, "get", "/failover"])
+        .env_remove("ETCDCTL_ENDPOINT")
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .env_remove("ETCDCTL_PEERS")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "yes\n");
+    // --help, for etcdctl and for each command.
+    for args in [
+        &["--help"][..],
+        &["set", "--help"],
+        &["member", "add", "--help"],
+    ] {
+        let run = etcdctl(e, args, None);
+        assert_eq!(run.code, 0, "{args:?}");
+        assert!(run.stdout.contains("Usage:"), "{args:?}: {}", run.stdout);
+    }
 
     // The endpoints may come from etcdctl's variables instead of the flag.
     for variable in ["ETCDCTL_ENDPOINT", "ETCDCTL_PEERS"] {
@@ -398,6 +440,20 @@ fn watch_and_exec_watch_follow_changes() {
         e,
         &["exec-watch", "--recursive", "/w", "--", "sh", "-c", script],
     );
+    // From history: the change after index 1 (the set of /w/a at 2), then it waits.
+    let from_history = spawn_ctl(
+        e,
+        &[
+            "exec-watch",
+            "--after-index",
+            "1",
+            "/w/a",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
     std::thread::sleep(Duration::from_millis(700));
     expect(e, "set /w/a 2", 0, "2\n", "");
     expect(e, "mkdir /w/d", 0, "", "");
@@ -416,6 +472,8 @@ fn watch_and_exec_watch_follow_changes() {
     let exec = finish(exec, Duration::ZERO);
     assert_eq!(exec.stdout, "set /w/a 2 3\nset /w/b 3 5\n");
     assert_eq!(exec.stderr, "Ignored dir /w/d change\n");
+    let from_history = finish(from_history, Duration::ZERO);
+    assert_eq!(from_history.stdout, "set /w/a 1 2\nset /w/a 2 3\n");
 }
 
 #[test]

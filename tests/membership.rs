@@ -168,3 +168,47 @@ fn a_member_added_and_started_with_existing_joins_and_serves() {
     });
     assert!(put(client, "/through-the-new-member", "value=2").status < 300);
 }
+
+/// A member removed while it was down restarts without knowing it: its peers answer its
+/// messages with 410 Gone, as etcd's do, and it exits instead of campaigning forever in a
+/// configuration that no longer exists.
+#[test]
+fn a_member_removed_while_down_is_told_by_its_peers_and_exits() {
+    let mut members = cluster("removed-away", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let port = members[0].client;
+    wait_for("every member to publish", || {
+        member_ids(port).iter().all(|(_, name)| !name.is_empty())
+    });
+    let name = members[2].name.clone();
+    let (id, _) = member_ids(port)
+        .into_iter()
+        .find(|(_, n)| *n == name)
+        .expect("listed");
+    members[2].kill9();
+    wait_for("a leader among the other two", || {
+        leader(&members[..2]).is_some()
+    });
+    let removed = http("DELETE", port, &format!("/v2/members/{id}"), "").unwrap();
+    assert_eq!(removed.status, 204, "{}", removed.body);
+
+    // Long enough for the others to drop whatever they still had queued for it.
+    std::thread::sleep(Duration::from_secs(3));
+    // Back from the dead, with a log that never saw its removal.
+    members[2].start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let child = members[2].child.as_mut().expect("it runs");
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        // (Dropping the members kills the process if this fails.)
+        assert!(Instant::now() < deadline, "the removed member kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(put(port, "/after", "value=ok").status < 300);
+}

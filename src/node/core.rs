@@ -344,6 +344,10 @@ impl<R: Runtime> Core<R> {
             Command::Peer(PeerReport::SnapshotFailed(id)) => {
                 self.raw.report_snapshot(id, SnapshotStatus::Failure)
             }
+            Command::Peer(PeerReport::RemovedByPeer) => {
+                self.stop(REMOVED.into());
+                return false;
+            }
             Command::ChangeMembers { change, reply } => self.change_members(change, reply),
             Command::Stop { done } => {
                 // Whatever this loop wrote is on disk: a round finishes its fsync before the

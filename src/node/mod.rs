@@ -158,6 +158,9 @@ pub enum PeerReport {
     SnapshotSent(u64),
     /// A snapshot for this peer could not be delivered.
     SnapshotFailed(u64),
+    /// A peer refused this member's messages because it was removed from the cluster: it
+    /// missed its own removal (it was down or cut off when it committed) and must stop.
+    RemovedByPeer,
 }
 
 fn timed_out() -> Error {
@@ -259,6 +262,11 @@ impl<R: Runtime> Node<R> {
     /// The cluster's members as this member has applied them.
     pub fn members(&self) -> Vec<Member> {
         self.state().members.members().cloned().collect()
+    }
+
+    /// Whether `id` was removed from the cluster, as this member has applied it.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.state().members.is_removed(id)
     }
 
     pub fn watch(

@@ -220,6 +220,11 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
                 .map_err(|e| e.to_string())?;
             match response.status() {
                 StatusCode::NO_CONTENT => Ok(()),
+                StatusCode::GONE => {
+                    // etcd's answer to a member that was removed while it was away.
+                    peer.report(PeerReport::RemovedByPeer);
+                    Err("this member was removed from the cluster".to_owned())
+                }
                 status => Err(format!("peer answered {status}")),
             }
         };
@@ -259,6 +264,7 @@ pub async fn receive(
     cluster_id: u64,
     member_id: u64,
     inbox: &mpsc::UnboundedSender<Message>,
+    is_removed: impl Fn(u64) -> bool,
 ) -> Response<Body> {
     if request.uri().path() != "/raft" {
         return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
@@ -273,6 +279,16 @@ pub async fn receive(
         .and_then(parse_id);
     if theirs != Some(cluster_id) {
         return text_response(StatusCode::PRECONDITION_FAILED, "cluster ID mismatch\n");
+    }
+    // A removed member that missed its removal still talks; tell it, as etcd does, so it
+    // stops instead of campaigning forever in a configuration that no longer exists.
+    let sender = request
+        .headers()
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_id);
+    if sender.is_some_and(is_removed) {
+        return text_response(StatusCode::GONE, "removed member\n");
     }
     let body = match Limited::new(request.into_body(), MAX_PEER_BODY)
         .collect()

@@ -109,7 +109,11 @@ impl Member {
         let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
             .args(self.args())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("etcd starts");
         self.child = Some(child);
