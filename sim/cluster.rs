@@ -131,13 +131,17 @@ impl Cluster {
         self.handle.kill(self.nodes[&id].id());
     }
 
-    /// A power cut: the member dies and its disk keeps only what was synced, plus a random
-    /// piece of what was written after (a torn last write).
+    /// A power cut: the member dies and its disk keeps only what was synced, plus, at random,
+    /// nothing more, the first sectors of what was written after, or any sectors of it.
     pub fn crash(&self, id: u64) {
         self.kill(id);
         let mut rng = madsim::rand::thread_rng();
-        let tear = rng.gen_bool(0.5);
-        self.disks[&id].crash(|unsynced| if tear { rng.gen_range(0..=unsynced) } else { 0 });
+        let disk = &self.disks[&id];
+        match rng.gen_range(0..3) {
+            0 => disk.crash(|_| 0),
+            1 => disk.crash(|unsynced| rng.gen_range(0..=unsynced)),
+            _ => disk.crash_scattered(|| rng.gen_bool(0.5)),
+        }
     }
 
     pub fn restart(&self, id: u64) {

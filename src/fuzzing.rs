@@ -48,12 +48,13 @@ impl Input<'_> {
 }
 
 /// Any bytes as the only segment of a log: opening it gives entries or a clear error, never
-/// a panic, and a log that opened can be written and reopened.
+/// a panic, and a log that opened can be written and reopened, with nothing left to repair.
 pub fn wal_segment(data: &[u8]) {
     let disk = SimDisk::new();
     let dir = Path::new("/wal");
     now(disk.create_dir_all(dir)).expect("a directory");
-    now(disk.append(&dir.join("0000000000000000-0000000000000001.wal"), data)).expect("a file");
+    now(disk.write_at(&dir.join("0000000000000000-0000000000000001.wal"), 0, data))
+        .expect("a file");
     match now(Wal::open(disk.clone(), dir, 0, 1 << 20)) {
         Ok((mut wal, recovered)) => {
             let next = recovered.entries.last().map_or(1, |e| e.index + 1);
@@ -66,8 +67,9 @@ pub fn wal_segment(data: &[u8]) {
             expected.retain(|e| e.index < next);
             expected.push(entry);
             assert_eq!(again.entries, expected, "reopening lost or changed entries");
+            assert_eq!(again.repairs, [], "a repair did not last");
         }
-        Err(WalError::Corrupt { .. } | WalError::Missing(_)) => {}
+        Err(WalError::Corrupt { .. } | WalError::Truncated { .. } | WalError::Missing(_)) => {}
         Err(other) => panic!("an unexpected kind of error: {other}"),
     }
 }
@@ -81,69 +83,105 @@ fn entry(index: u64, data: &[u8]) -> Entry {
     }
 }
 
-/// A log written by the real code, then damaged (cut short, a bit flipped, or left alone), then
-/// opened: it gives back exactly a prefix of what was written — everything, when undamaged —
-/// or refuses with a corruption error. A record whose checksum failed never comes back.
-pub fn wal_damage(data: &[u8]) {
-    let mut input = Input { data };
+/// Writes a log from the input (segment size, then batches of entries with a hard state each),
+/// syncs it, and returns the disk, the segment size and the entries written.
+fn written_log(input: &mut Input<'_>, dir: &Path) -> (SimDisk, u64, Vec<Entry>) {
     let segment_bytes = 128 + u64::from(input.u16() % 2048);
     let disk = SimDisk::new();
-    let dir = Path::new("/wal");
     let mut wal = now(Wal::create(disk.clone(), dir, 1, segment_bytes)).expect("a new log");
     let count = usize::from(input.byte() % 40);
     let mut written = Vec::new();
-    let mut index = 1;
     while written.len() < count {
         let batch = usize::from(input.byte() % 4) + 1;
-        let mut entries = Vec::new();
-        for _ in 0..batch {
-            let len = usize::from(input.byte() % 48);
-            entries.push(entry(index, &input.bytes(len)));
-            index += 1;
-        }
-        let hs = HardState {
-            term: 1,
-            commit: index - 1,
-            ..HardState::default()
-        };
-        now(wal.save(Some(&hs), &entries)).expect("a write");
+        let entries = new_entries(input, written.len() as u64 + 1, batch);
+        save(&mut wal, &entries);
         written.extend(entries);
     }
     now(wal.sync()).expect("a sync");
-    drop(wal);
+    (disk, segment_bytes, written)
+}
 
-    let mut files = now(disk.list(dir)).expect("the segments");
-    files.sort();
-    let damage = input.byte() % 3;
-    let victim = usize::from(input.byte()) % files.len();
-    let path = dir.join(&files[victim]);
-    let len = disk.len(&path).unwrap_or(0);
-    let at = if len == 0 {
-        0
-    } else {
-        usize::from(input.u16()) % len
+fn new_entries(input: &mut Input<'_>, first: u64, count: usize) -> Vec<Entry> {
+    (first..first + count as u64)
+        .map(|index| {
+            let len = usize::from(input.byte() % 48);
+            entry(index, &input.bytes(len))
+        })
+        .collect()
+}
+
+fn save(wal: &mut Wal<SimDisk>, entries: &[Entry]) {
+    let hs = HardState {
+        term: 1,
+        commit: entries.last().map_or(0, |e| e.index),
+        ..HardState::default()
     };
-    match damage {
-        0 => now(disk.truncate(&path, at as u64)).expect("a truncation"),
-        1 => disk.corrupt(&path, at),
-        _ => {}
+    now(wal.save(Some(&hs), entries)).expect("a write");
+}
+
+/// A log written by the real code and synced, then damaged and opened:
+/// - cut short anywhere (any segment, any offset): refused as truncated, or everything back;
+/// - a bit flipped: exactly a prefix of what was written, or refused (a record whose checksum
+///   failed never comes back);
+/// - more entries written but not synced, then a crash keeping any subset of their sectors:
+///   never refused, every synced entry back, then a prefix of the unsynced ones;
+/// - left alone: everything back, nothing repaired.
+pub fn wal_damage(data: &[u8]) {
+    let mut input = Input { data };
+    let dir = Path::new("/wal");
+    let (disk, segment_bytes, mut written) = written_log(&mut input, dir);
+    let synced = written.len();
+    let damage = input.byte() % 4;
+    if damage == 3 {
+        let (mut wal, _) = now(Wal::open(disk.clone(), dir, 0, segment_bytes)).expect("a log");
+        let more = usize::from(input.byte() % 24);
+        while written.len() < synced + more {
+            let batch = usize::from(input.byte() % 4) + 1;
+            let entries = new_entries(&mut input, written.len() as u64 + 1, batch);
+            save(&mut wal, &entries);
+            written.extend(entries);
+        }
+        disk.crash_scattered(|| input.byte() & 1 == 1);
+    } else {
+        let mut files = now(disk.list(dir)).expect("the segments");
+        files.sort();
+        let victim = usize::from(input.byte()) % files.len();
+        let path = dir.join(&files[victim]);
+        let len = disk.len(&path).unwrap_or(0);
+        let at = if len == 0 {
+            0
+        } else {
+            usize::from(input.u16()) % len
+        };
+        match damage {
+            0 => now(disk.truncate(&path, at as u64)).expect("a truncation"),
+            1 => disk.corrupt(&path, at),
+            _ => {}
+        }
     }
 
     match now(Wal::open(disk.clone(), dir, 0, segment_bytes)) {
         Ok((_, recovered)) => {
+            let got = &recovered.entries;
             assert!(
-                recovered.entries.len() <= written.len()
-                    && recovered.entries[..] == written[..recovered.entries.len()],
+                got.len() <= written.len() && got[..] == written[..got.len()],
                 "recovered entries are not a prefix of the written ones"
             );
-            if damage == 2 {
-                assert_eq!(recovered.entries, written, "an undamaged log lost entries");
+            if damage == 0 || damage == 2 {
+                assert_eq!(got.len(), synced, "a log opened without all it had");
+                assert_eq!(
+                    recovered.repairs,
+                    [],
+                    "a repair where no write was unfinished"
+                );
+            }
+            if damage == 3 {
+                assert!(got.len() >= synced, "a crash lost synced entries");
             }
         }
-        Err(WalError::Corrupt { .. } | WalError::Missing(_)) => {
-            assert!(damage != 2, "an undamaged log was refused");
-        }
-        Err(other) => panic!("an unexpected kind of error: {other}"),
+        Err(WalError::Truncated { .. }) if damage == 0 => {}
+        Err(WalError::Corrupt { .. } | WalError::Truncated { .. }) if damage == 1 => {}
+        Err(other) => panic!("damage {damage} gave {other}"),
     }
 }
 
@@ -160,7 +198,8 @@ pub fn snapshot_file(data: &[u8]) {
     let disk = SimDisk::new();
     let dir = Path::new("/snap");
     now(disk.create_dir_all(dir)).expect("a directory");
-    now(disk.append(&dir.join("0000000000000001-0000000000000005.snap"), data)).expect("a file");
+    now(disk.write_at(&dir.join("0000000000000001-0000000000000005.snap"), 0, data))
+        .expect("a file");
     if let Ok(snapshotter) = now(crate::snap::Snapshotter::new(disk, dir)) {
         let _ = now(snapshotter.load_newest());
     }
@@ -293,18 +332,45 @@ pub fn client_request(data: &[u8]) {
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut seeds = Vec::new();
 
-    let disk = SimDisk::new();
-    let dir = Path::new("/wal");
-    let mut wal = now(Wal::create(disk.clone(), dir, 1, 1 << 20)).expect("a log");
-    let hs = HardState {
-        term: 1,
-        commit: 2,
-        ..HardState::default()
-    };
-    now(wal.save(Some(&hs), &[entry(1, b"one"), entry(2, b"two")])).expect("a write");
-    let names = now(disk.list(dir)).expect("a segment");
-    let segment = now(disk.read(&dir.join(&names[0]))).expect("its bytes");
-    seeds.push(("wal_segment", segment));
+    // A small segment as written, then one whose last write a crash cut off at sector
+    // granularity (the segments are preallocated, so seeds from a big one would be mostly zeros).
+    for (segment_bytes, torn) in [(256, false), (2048, true)] {
+        let disk = SimDisk::new();
+        let dir = Path::new("/wal");
+        let mut wal = now(Wal::create(disk.clone(), dir, 1, segment_bytes)).expect("a log");
+        save(&mut wal, &[entry(1, b"one"), entry(2, b"two")]);
+        if torn {
+            now(wal.sync()).expect("a sync");
+            save(&mut wal, &[entry(3, &[3; 300]), entry(4, &[4; 700])]);
+            let mut coin = false;
+            disk.crash_scattered(|| {
+                coin = !coin;
+                coin
+            });
+        }
+        let names = now(disk.list(dir)).expect("a segment");
+        let segment = now(disk.read(&dir.join(&names[0]))).expect("its bytes");
+        seeds.push(("wal_segment", segment));
+    }
+    // Six entries in two batches, synced; damage 3: 24 more unsynced, in six batches; then
+    // the coins of a crash that keeps some of their sectors.
+    let mut crash = vec![0, 0, 6, 1, 10];
+    crash.extend([7; 10]);
+    crash.extend([40; 41]);
+    crash.push(3);
+    for _ in 0..4 {
+        crash.extend([20; 21]);
+    }
+    crash.extend([3, 23]);
+    // A batch byte (four entries), then four entries of 30 bytes.
+    let batch: Vec<u8> = std::iter::once(3)
+        .chain(std::iter::repeat_n(30, 4 * 31))
+        .collect();
+    for _ in 0..6 {
+        crash.extend(&batch);
+    }
+    crash.extend((0..200).map(|i| (i * 37 % 251) as u8));
+    seeds.push(("wal_damage", crash));
     seeds.push((
         "wal_damage",
         vec![1, 0, 12, 2, 5, 1, 2, 3, 4, 5, 2, 0, 0, 40],

@@ -5,13 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Disk;
 
-/// The real file system. Files appended to stay open (the log's tail is written many times
-/// a second); a file's directory is synced once after the file is created, not on every sync.
+/// The real file system. Files written to stay open (the log's tail is written many times a
+/// second) and are written at explicit offsets; a file's directory is synced once after the file
+/// is created, not on every sync.
 #[derive(Clone, Debug, Default)]
 pub struct FsDisk {
     state: Arc<Mutex<Handles>>,
@@ -32,6 +34,29 @@ impl FsDisk {
     /// Forgets an open handle: the file is about to be renamed, truncated or removed.
     fn forget(&self, path: &Path) {
         self.handles().open.remove(path);
+    }
+
+    /// The open handle for `path`, opening (and creating) the file the first time. Never in
+    /// append mode: Linux ignores the offset of a positional write to an `O_APPEND` file.
+    fn handle(&self, path: &Path) -> io::Result<Arc<File>> {
+        let mut handles = self.handles();
+        if let Some(file) = handles.open.get(path) {
+            return Ok(Arc::clone(file));
+        }
+        let existed = path.exists();
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?,
+        );
+        if !existed {
+            handles.created.insert(path.to_path_buf());
+        }
+        handles.open.insert(path.to_path_buf(), Arc::clone(&file));
+        Ok(file)
     }
 }
 
@@ -85,25 +110,23 @@ impl Disk for FsDisk {
         blocking(move || fs::read(path)).await
     }
 
-    async fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+    async fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
         // Done here, not on the blocking pool: a write to the page cache takes microseconds,
         // less than the hand-off to another thread would.
-        let file = {
-            let mut handles = self.handles();
-            match handles.open.get(path) {
-                Some(file) => Arc::clone(file),
-                None => {
-                    let existed = path.exists();
-                    let file = Arc::new(OpenOptions::new().create(true).append(true).open(path)?);
-                    if !existed {
-                        handles.created.insert(path.to_path_buf());
-                    }
-                    handles.open.insert(path.to_path_buf(), Arc::clone(&file));
-                    file
-                }
+        self.handle(path)?.write_all_at(data, offset)
+    }
+
+    async fn allocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = self.handle(path)?;
+        blocking(move || {
+            // Sparse: the blocks are found when written. fallocate would find them now (and
+            // report a full disk early) but needs unsafe code or another dependency.
+            if file.metadata()?.len() < len {
+                file.set_len(len)?;
             }
-        };
-        (&*file).write_all(data)
+            Ok(())
+        })
+        .await
     }
 
     async fn sync(&self, path: &Path) -> io::Result<()> {

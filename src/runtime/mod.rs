@@ -50,16 +50,27 @@ pub trait Transport: Send + Sync + 'static {
     fn add_peer(&self, _id: u64, _peer_urls: &[String]) {}
 }
 
-/// Durable storage as the WAL and snapshots need it. Appends are not durable until `sync`;
-/// `write_atomic` is durable when it returns (write aside, sync, rename, sync the directory).
+/// Durable storage as the WAL and snapshots need it. Writes and length changes are not durable
+/// until `sync`; a crash may keep any subset of the 512-byte sectors written since then, and may
+/// lose a length change. `write_atomic` and `truncate` are durable when they return.
 pub trait Disk: Clone + Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> impl Future<Output = io::Result<()>> + Send;
     /// The names of the plain files in `dir`, sorted.
     fn list(&self, dir: &Path) -> impl Future<Output = io::Result<Vec<String>>> + Send;
+    /// The whole file; bytes never written within its length read as zeros.
     fn read(&self, path: &Path) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
-    /// Appends to a file, creating it when missing.
-    fn append(&self, path: &Path, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-    /// Makes everything written to `path` so far (and its existence) durable.
+    /// Writes `data` at byte `offset`, creating the file when missing and growing it when the
+    /// data ends past its length.
+    fn write_at(
+        &self,
+        path: &Path,
+        offset: u64,
+        data: &[u8],
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Grows the file to at least `len` bytes of zeros (never shrinks it), creating it when
+    /// missing.
+    fn allocate(&self, path: &Path, len: u64) -> impl Future<Output = io::Result<()>> + Send;
+    /// Makes everything written to `path` so far, its length and its existence durable.
     fn sync(&self, path: &Path) -> impl Future<Output = io::Result<()>> + Send;
     fn write_atomic(&self, path: &Path, data: &[u8])
         -> impl Future<Output = io::Result<()>> + Send;
