@@ -96,6 +96,9 @@ pub struct Flags {
     /// Maximum number of wal files to retain (0 is unlimited).
     #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
     pub max_wals: usize,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
     /// Comma-separated whitelist of origins for CORS (cross-origin resource sharing).
     #[arg(long, env = "ETCD_CORS", default_value = "")]
     pub cors: String,
@@ -103,6 +106,13 @@ pub struct Flags {
     #[arg(long, action = ArgAction::SetTrue)]
     pub version: bool,
 }
+
+/// The body limit etcd's v2 API really has: Go's 10 MiB form limit (etcd 3.x's own
+/// `--max-request-bytes`, 1.5 MiB by default, applies only to its v3 API).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 << 20;
+/// The largest `--max-request-bytes` taken: one request becomes one log entry, and an entry
+/// must fit in a log record and a peer message.
+pub const MAX_MAX_REQUEST_BYTES: usize = 64 << 20;
 
 /// Go's `strconv.ParseBool`.
 fn parse_go_bool(text: &str) -> Result<bool, String> {
@@ -217,6 +227,8 @@ pub struct Config {
     pub strict_reconfig_check: bool,
     pub max_snapshots: usize,
     pub max_wals: usize,
+    /// The largest client request body accepted.
+    pub max_request_bytes: usize,
     pub cors: Vec<String>,
     /// This member's id.
     pub id: u64,
@@ -253,6 +265,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "--election-timeout[{}ms] must be above --heartbeat-interval[{}ms]",
                 flags.election_timeout, flags.heartbeat_interval
+            )));
+        }
+        if flags.max_request_bytes == 0 || flags.max_request_bytes > MAX_MAX_REQUEST_BYTES {
+            return Err(ConfigError(format!(
+                "--max-request-bytes must be between 1 and {MAX_MAX_REQUEST_BYTES}, not {}",
+                flags.max_request_bytes
             )));
         }
         let new_cluster = match flags.initial_cluster_state.as_str() {
@@ -326,6 +344,7 @@ impl Config {
             strict_reconfig_check: flags.strict_reconfig_check,
             max_snapshots: flags.max_snapshots,
             max_wals: flags.max_wals,
+            max_request_bytes: flags.max_request_bytes,
             cors: flags
                 .cors
                 .split(',')

@@ -280,9 +280,21 @@ pub fn membership(data: &[u8]) {
 }
 
 /// A batch of raft messages as a peer sends them: decoded or refused, and every entry's data
-/// read as a proposal or refused, without a panic.
+/// read as a proposal or refused, without a panic; and what a batch decodes into is bounded
+/// by the bytes that carried it.
 pub fn raft_messages(data: &[u8]) {
-    if let Ok(messages) = crate::transport::decode(data) {
+    use crate::transport::{decode, Lane, BATCH};
+    for lane in [Lane::Messages, Lane::Snapshots] {
+        let Ok(messages) = decode(lane, data) else {
+            continue;
+        };
+        assert!(messages.len() <= BATCH && messages.len() <= data.len() / 5);
+        let entries: usize = messages.iter().map(|m| m.get_entries().len()).sum();
+        assert!(
+            entries <= 4096 + data.len() / 8,
+            "{entries} entries from {} bytes",
+            data.len()
+        );
         for message in messages {
             for entry in message.get_entries() {
                 let _ = crate::request::Proposal::decode(&entry.data);

@@ -237,6 +237,47 @@ mod tests {
         assert_eq!(expired.key(), "/k");
     }
 
+    /// What TTLs do across clock jumps (README, "TTLs and clock jumps"): a TTL becomes a
+    /// deadline on the wall clock of the member that took the write; a jump on a reader only
+    /// changes the `ttl` it shows while the jump lasts; keys expire when the leader's clock
+    /// passes their deadline, so a leader jumping forward expires early, and once a jump is
+    /// undone nothing is left shifted except keys written during it.
+    #[test]
+    fn ttls_are_deadlines_on_the_wall_clock_across_jumps() {
+        let mut state = State::default();
+        let hour = 3600;
+        let set = |key: &str| Op::Set {
+            key: key.into(),
+            value: Some("v".into()),
+            ttl: Some(2 * hour),
+            refresh: false,
+        };
+        apply(&mut state, &proposal(set("/before"), 0)).unwrap();
+        let ttl_at = |state: &State, key: &str, secs: i64| {
+            let now = Timestamp::from_unix_secs(1_764_000_000 + secs);
+            state.store.get(key, false, now).unwrap().node.ttl
+        };
+        // The clock jumps an hour ahead: the key shows an hour left, and a Sync at the
+        // jumped time expires nothing yet.
+        assert_eq!(ttl_at(&state, "/before", hour as i64), hour as i64);
+        assert!(apply(&mut state, &proposal(Op::Sync, hour as i64)).is_err());
+        // A key written during the jump gets its deadline from the jumped clock.
+        apply(&mut state, &proposal(set("/during"), hour as i64)).unwrap();
+        // The jump is undone: the first key shows its full two hours again; the one written
+        // during the jump keeps the hour it was given on top.
+        assert_eq!(ttl_at(&state, "/before", 0), 2 * hour as i64);
+        assert_eq!(ttl_at(&state, "/during", 0), 3 * hour as i64);
+        // A leader whose clock jumps past a deadline expires the key at once.
+        let expired = apply(&mut state, &proposal(Op::Sync, 2 * hour as i64)).unwrap();
+        assert_eq!(expired.key(), "/before");
+        // A clock that goes back only delays expiry.
+        assert!(apply(&mut state, &proposal(Op::Sync, -(hour as i64))).is_err());
+        assert!(state
+            .store
+            .get("/during", false, Timestamp::from_unix_secs(1_764_000_000))
+            .is_ok());
+    }
+
     #[test]
     fn every_op_reaches_the_store() {
         let mut store = State::default();

@@ -258,41 +258,52 @@ pub async fn run(config: Config) -> Result<(), String> {
         cluster_id: config.cluster_id,
         token: config.token.clone(),
         started,
-        max_body: 4 << 20,
+        max_body: config.max_request_bytes,
     });
 
     let mut tasks = Vec::new();
     for listener in client_listeners {
         let app = Arc::clone(&app);
-        tasks.push(tokio::spawn(serve(listener, move |request| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(api::handle(app, request).await) }
-        })));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            CLIENT_CONNECTIONS,
+            move |request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(api::handle(app, request).await) }
+            },
+        )));
     }
+    let inbound = Arc::new(transport::Inbound::new(
+        config.cluster_id,
+        config.id,
+        inbox_tx.clone(),
+        config.max_request_bytes,
+    ));
     for listener in peer_listeners {
-        let (inbox, cluster_id, member_id) = (inbox_tx.clone(), config.cluster_id, config.id);
-        let node = node.clone();
-        tasks.push(tokio::spawn(serve(listener, move |request| {
-            let (inbox, node) = (inbox.clone(), node.clone());
-            async move {
-                if request.uri().path() == "/members" {
-                    // What a joining member asks for (etcd's peer /members).
-                    let body = serde_json::to_string(&node.members()).expect("members serialise");
-                    let mut response = hyper::Response::new(api::full(body));
-                    if let Ok(value) = hyper::header::HeaderValue::from_str(&format_id(cluster_id))
-                    {
-                        response.headers_mut().insert("X-Etcd-Cluster-ID", value);
+        let cluster_id = config.cluster_id;
+        let (inbound, node) = (Arc::clone(&inbound), node.clone());
+        tasks.push(tokio::spawn(serve(
+            listener,
+            PEER_CONNECTIONS,
+            move |request| {
+                let (inbound, node) = (Arc::clone(&inbound), node.clone());
+                async move {
+                    if request.uri().path() == "/members" {
+                        // What a joining member asks for (etcd's peer /members).
+                        let body =
+                            serde_json::to_string(&node.members()).expect("members serialise");
+                        let mut response = hyper::Response::new(api::full(body));
+                        if let Ok(value) =
+                            hyper::header::HeaderValue::from_str(&format_id(cluster_id))
+                        {
+                            response.headers_mut().insert("X-Etcd-Cluster-ID", value);
+                        }
+                        return Ok::<_, Infallible>(response);
                     }
-                    return Ok::<_, Infallible>(response);
+                    Ok::<_, Infallible>(inbound.receive(request, |id| node.is_removed(id)).await)
                 }
-                Ok::<_, Infallible>(
-                    transport::receive(request, cluster_id, member_id, &inbox, |id| {
-                        node.is_removed(id)
-                    })
-                    .await,
-                )
-            }
-        })));
+            },
+        )));
     }
     eprintln!(
         "etcd {}: member {} ({}) of cluster {} serving clients on {}",
@@ -330,13 +341,42 @@ pub async fn run(config: Config) -> Result<(), String> {
     result
 }
 
-async fn serve<S, F>(listener: TcpListener, service: S)
+/// A connection that is not in the middle of a request and has not sent a whole request head
+/// within this time is closed: slow or stalled headers (slowloris), and keep-alive connections
+/// left idle. A request in progress (a long-poll watch, say) is never cut short by it.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The most connections one listener keeps open; beyond it new connections are closed at once
+/// (with a log line), so that a flood of connections cannot exhaust the process's files.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimit {
+    pub max: usize,
+    /// What the listener serves, for the log line.
+    pub what: &'static str,
+}
+
+pub const CLIENT_CONNECTIONS: ConnectionLimit = ConnectionLimit {
+    max: 8192,
+    what: "client",
+};
+pub const PEER_CONNECTIONS: ConnectionLimit = ConnectionLimit {
+    max: 1024,
+    what: "peer",
+};
+
+async fn serve<S, F>(listener: TcpListener, limit: ConnectionLimit, service: S)
 where
     S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + 'static,
     F: std::future::Future<Output = Result<hyper::Response<api::Body>, Infallible>>
         + Send
         + 'static,
 {
+    let open = Arc::new(tokio::sync::Semaphore::new(limit.max));
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
+    let mut refused = 0u64;
+    let mut http = http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -346,12 +386,24 @@ where
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(stream);
+            refused += 1;
+            if last_refusal_logged.is_none_or(|at| at.elapsed().as_secs() >= 10) {
+                last_refusal_logged = Some(std::time::Instant::now());
+                eprintln!(
+                    "etcd: {} {} connections are open, the most allowed; closing new ones ({refused} so far)",
+                    limit.max, limit.what
+                );
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let connection = http.serve_connection(TokioIo::new(stream), service_fn(service));
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(service))
-                .await;
+            let _ = connection.await;
+            drop(permit);
         });
     }
 }

@@ -94,16 +94,25 @@ struct KeysRequest {
     no_value_on_success: bool,
 }
 
-/// A URL path's key: percent-escapes decoded (a `+` stays a `+`), and bytes that are not
-/// UTF-8 replaced, as Go's JSON encoder shows them.
-fn percent_decode(path: &str) -> String {
+/// A URL path's key: percent-escapes decoded (a `+` stays a `+`). Keys are text: bytes that
+/// are not UTF-8 are refused rather than replaced, since replacing them would make `c%ff`
+/// and `c%fe` the same key.
+fn percent_decode(path: &str) -> Result<String, Error> {
+    if let Some(bad) = bad_escape(path.as_bytes()) {
+        return Err(bad);
+    }
     percent_encoding::percent_decode_str(path)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| form_error(ErrorCode::InvalidField, "the key is not valid UTF-8".into()))
 }
 
 fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> {
-    let key = percent_decode(path.strip_prefix("/v2/keys").unwrap_or("/"));
+    let key = percent_decode(path.strip_prefix("/v2/keys").unwrap_or("/"))?;
+    if matches!(method, Method::PUT | Method::POST | Method::DELETE) {
+        // What the store would refuse when applying, refused before it is proposed.
+        crate::store::check_key_limits(&crate::store::path::clean(&key), 0)?;
+    }
     let prev_exist = match form.get("prevExist") {
         None => None,
         Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Some(true),
@@ -351,11 +360,14 @@ pub async fn handle<R: Runtime>(
         {
             Ok(collected) if is_form => body = Some(collected.to_bytes()),
             Ok(_) => {}
-            Err(_) => {
-                let e = form_error(
-                    ErrorCode::InvalidForm,
-                    "the request body is too large or broken".into(),
-                );
+            Err(e) => {
+                // Go's words for a form past its limit, which etcd's v2 API answers with.
+                let cause = if e.is::<http_body_util::LengthLimitError>() {
+                    "http: POST too large"
+                } else {
+                    "the request body is broken"
+                };
+                let e = form_error(ErrorCode::InvalidForm, cause.into());
                 return error_response(&e, app.cluster_id);
             }
         }

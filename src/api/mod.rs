@@ -85,6 +85,14 @@ pub async fn handle<R: Runtime>(
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
+    if has_bad_escape(&path) {
+        // Go refuses such a URL before etcd sees it, with a bare answer and a closed connection.
+        let mut response = text_response(StatusCode::BAD_REQUEST, "400 Bad Request");
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if let Some(clean) = redirect_target(&path) {
         return moved_permanently(&clean, request.uri().query());
     }
@@ -228,6 +236,15 @@ struct SelfStats<'a> {
 #[derive(serde::Serialize)]
 struct LeaderInfo {
     leader: String,
+}
+
+/// A `%` not followed by two hex digits, which Go's URL parser refuses.
+fn has_bad_escape(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+        b == b'%' && !(hex(i + 1) && hex(i + 2))
+    })
 }
 
 /// Go's ServeMux answers a path with `//`, `.` or `..` segments with a redirect to the clean

@@ -16,6 +16,7 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, HardState, M
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
+use super::admission;
 use super::raft_storage::RaftStorage;
 use super::{stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status};
 use crate::error::Error;
@@ -114,6 +115,9 @@ pub(super) struct Core<R: Runtime> {
     /// rest wait here, with their request ids.
     conf_queue: std::collections::VecDeque<(u64, ConfChange)>,
     conf_pending: Option<u64>,
+    /// Peer messages refused before they reached raft, and when that was last logged.
+    refused_messages: u64,
+    last_refusal_logged: Option<std::time::Duration>,
 }
 
 /// What a membership change entry carries besides raft's own fields: the request to answer,
@@ -246,11 +250,14 @@ impl<R: Runtime> Core<R> {
             leaving_at: None,
             conf_applied: false,
             commit_unsaved: false,
+            refused_messages: 0,
+            last_refusal_logged: None,
         };
         Ok((core, shared))
     }
 
     pub(super) async fn run(mut self) {
+        let _watch = StopOnPanic(Arc::clone(&self.shared));
         let tick = self.config.tick;
         let mut next_tick = self.rt.elapsed() + tick;
         loop {
@@ -304,8 +311,41 @@ impl<R: Runtime> Core<R> {
         if self.leaving_at.is_some() {
             return;
         }
+        let raft = &self.raw.raft;
+        let is_member = |id: u64| raft.prs().get(id).is_some();
+        let view = admission::View {
+            id: self.config.id,
+            last_index: raft.raft_log.last_index(),
+            is_member: &is_member,
+            knows_members: raft.prs().iter().next().is_some(),
+        };
+        if let Err(refusal) = admission::check(&message, &view) {
+            self.refused_message(&message, refusal);
+            return;
+        }
         // Messages from members raft no longer knows, or stale ones, are refused inside raft.
         let _ = self.raw.step(message);
+    }
+
+    /// Says why a peer message was refused, at most once a second so that a flood of forged
+    /// messages cannot flood the log too.
+    fn refused_message(&mut self, message: &Message, refusal: admission::Refusal) {
+        self.refused_messages += 1;
+        let now = self.rt.elapsed();
+        if self
+            .last_refusal_logged
+            .is_some_and(|at| now < at + std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_refusal_logged = Some(now);
+        eprintln!(
+            "etcd: refused a {:?} from {:x}: {} ({} refused so far)",
+            message.get_msg_type(),
+            message.from,
+            refusal.0,
+            self.refused_messages
+        );
     }
 
     /// Handles one command; `false` when the member must stop now.
@@ -702,7 +742,11 @@ impl<R: Runtime> Core<R> {
                             let _ = waiter.send(result);
                         }
                     }
-                    Err(e) => return Err(format!("entry {}: {e}", entry.index)),
+                    // No member writes such an entry (every proposal is encoded by
+                    // `Proposal::encode`, and the log's checksums guard it on disk), so it was
+                    // forged by a peer. Stopping would stop every member, and again at every
+                    // restart; skipping it keeps them all alike, as each one skips it.
+                    Err(e) => eprintln!("etcd: skipped entry {}: {e}", entry.index),
                 },
                 EntryType::EntryConfChange => {
                     self.conf_applied = true;
@@ -720,7 +764,12 @@ impl<R: Runtime> Core<R> {
                             store.members.add(id, ctx.peer_urls.clone(), ctx.strict)
                         }
                         Some(ctx) => store.members.remove(id, ctx.strict).map(|_| ()),
-                        None => Ok(()),
+                        // Every change a member proposes says which request it answers; one
+                        // without is forged, and applying it would change raft's voters
+                        // behind the member table's back (and so its quorum).
+                        None => Err(MembershipError::Unavailable(
+                            "a membership change without its request".into(),
+                        )),
                     };
                     if outcome.is_ok() {
                         apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, &entry)?;
@@ -891,6 +940,20 @@ impl<R: Runtime> Core<R> {
         }
         for (_, reply) in std::mem::take(&mut self.reads) {
             let _ = reply.send(Err(stopped()));
+        }
+    }
+}
+
+/// Marks the member stopped if its raft task panics, so the process around it stops too (with
+/// a non-zero status, for its supervisor to restart it) instead of serving stale reads and
+/// refusing every write for ever. The panic's own message is already on stderr.
+struct StopOnPanic(Arc<Shared>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut status = self.0.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.stopped = Some("the raft task panicked (its message is above)".into());
         }
     }
 }

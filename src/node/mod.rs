@@ -5,6 +5,7 @@
 //! an id and answered when their entry is applied; quorum reads go through raft's ReadIndex;
 //! plain reads and watches are served from the local store.
 
+pub mod admission;
 mod core;
 mod raft_storage;
 

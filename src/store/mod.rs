@@ -33,6 +33,42 @@ use stats::Stats;
 use ttl::ExpiryQueue;
 use watch::{EventHistory, WatcherHub};
 
+/// The deepest key a write may create. Walking a tree (a recursive read, a recursive delete,
+/// a directory expiring, dropping a subtree) takes stack in proportion to its depth, so depth
+/// is bounded where keys are made: far deeper than any real layout, far shallower than what
+/// would exhaust a thread's stack.
+pub const MAX_KEY_DEPTH: usize = 256;
+
+/// The longest key a write may create, in bytes (its URL path is limited by the HTTP layer
+/// anyway; this bound holds for keys from anywhere, the log included).
+pub const MAX_KEY_BYTES: usize = 32 << 10;
+
+/// Whether a clean key may be written: `Ok` within [`MAX_KEY_DEPTH`] and [`MAX_KEY_BYTES`],
+/// else the error (etcd's 209, "Invalid field") saying which limit it passes. A pure function
+/// of the key, so the API refuses before proposing exactly what the store would refuse when
+/// applying.
+pub fn check_key_limits(clean_key: &str, index: u64) -> Result<(), Error> {
+    if clean_key.len() > MAX_KEY_BYTES {
+        return Err(Error::new(
+            ErrorCode::InvalidField,
+            format!(
+                "key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+                clean_key.len()
+            ),
+            index,
+        ));
+    }
+    let depth = path::segments(clean_key).count();
+    if depth > MAX_KEY_DEPTH {
+        return Err(Error::new(
+            ErrorCode::InvalidField,
+            format!("key is {depth} levels deep; at most {MAX_KEY_DEPTH} are allowed"),
+            index,
+        ));
+    }
+    Ok(())
+}
+
 /// What a write puts at a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Content<'a> {
@@ -474,6 +510,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Event, Error> {
         self.refuse_root(key)?;
+        check_key_limits(key, self.index)?;
         let (parent, name) = path::split(key);
         let prev_node = match self.lookup(key) {
             Ok(_) if !replace => return Err(self.error(ErrorCode::NodeExist, key)),

@@ -26,8 +26,9 @@ const MAX_HISTORY_CAPACITY: usize = 1 << 24;
 /// the next `index + 1` could overflow.
 const MAX_INDEX: u64 = 1 << 62;
 
+/// A key a store could hold: clean, not the root, and within the limits writes keep to.
 fn is_clean_key(key: &str) -> bool {
-    key != "/" && path::clean(key) == key
+    key != "/" && path::clean(key) == key && super::check_key_limits(key, 0).is_ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

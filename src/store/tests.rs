@@ -1020,10 +1020,85 @@ fn snapshot_restores_tree_ttls_index_history_and_stats() {
     assert!(matches!(w.try_next(), Next::Event(e) if e.index() == 1));
 }
 
+fn key_of_depth(depth: usize) -> String {
+    (0..depth).map(|i| format!("/n{i}")).collect()
+}
+
+#[test]
+fn keys_deeper_than_the_limit_are_refused_and_leave_the_store_alone() {
+    let mut s = Store::new();
+    let too_deep = key_of_depth(MAX_KEY_DEPTH + 1);
+    let (code, cause, index) =
+        err_of(s.set(&too_deep, Content::Value("v"), TtlOptions::PERMANENT, now()));
+    assert_eq!(code, ErrorCode::InvalidField);
+    assert!(cause.contains("257 levels deep"), "{cause}");
+    assert_eq!(index, 0);
+    assert_eq!(s.index(), 0);
+    assert!(
+        s.get("/n0", false, now()).is_err(),
+        "no directory was made on the way"
+    );
+    // The limit counts the clean key: `..` segments do not add depth.
+    let winding = format!("{}/x/..", key_of_depth(MAX_KEY_DEPTH));
+    assert!(s
+        .set(&winding, Content::Value("v"), TtlOptions::PERMANENT, now())
+        .is_ok());
+}
+
+#[test]
+fn in_order_keys_count_towards_the_depth_limit() {
+    let mut s = Store::new();
+    let dir = key_of_depth(MAX_KEY_DEPTH);
+    let (code, _, _) =
+        err_of(s.create_in_order(&dir, Content::Value("v"), TtlOptions::PERMANENT, now()));
+    assert_eq!(code, ErrorCode::InvalidField);
+}
+
+#[test]
+fn keys_longer_than_the_limit_are_refused() {
+    let mut s = Store::new();
+    let long = format!("/{}", "k".repeat(MAX_KEY_BYTES));
+    let (code, cause, _) = err_of(s.set(&long, Content::Value("v"), TtlOptions::PERMANENT, now()));
+    assert_eq!(code, ErrorCode::InvalidField);
+    assert!(cause.contains("bytes long"), "{cause}");
+    let longest = format!("/{}", "k".repeat(MAX_KEY_BYTES - 1));
+    assert!(s
+        .set(&longest, Content::Value("v"), TtlOptions::PERMANENT, now())
+        .is_ok());
+}
+
+#[test]
+fn the_deepest_tree_allowed_survives_every_walk() {
+    // Every operation that walks a subtree, on the deepest one a write can make, on a thread
+    // with a small stack: none of them may overflow it.
+    let walks = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let mut s = Store::new();
+            let deepest = key_of_depth(MAX_KEY_DEPTH);
+            set(&mut s, &deepest, "bottom");
+            let json = s.get("/", true, now()).unwrap().to_json();
+            assert!(json.contains("bottom"));
+            let restored = Store::restore(&s.save()).unwrap();
+            assert_eq!(restored.save(), s.save());
+            let mut w = s.watch("/n0", true, false, 0).unwrap();
+            s.delete("/n0", true, true, now()).unwrap();
+            assert!(matches!(w.try_next(), Next::Event(_)));
+            // A directory expiring takes its subtree with it.
+            let dir = key_of_depth(1);
+            s.set(&dir, Content::Dir, ttl_in(1), now()).unwrap();
+            set(&mut s, &deepest, "again");
+            assert_eq!(s.expire(at(10)).len(), 1);
+            drop(restored);
+        })
+        .unwrap();
+    walks.join().expect("no walk overflows the stack");
+}
+
 #[test]
 fn snapshot_of_deep_keys_restores() {
     let mut s = Store::new();
-    let deep: String = (0..400).map(|i| format!("/n{i}")).collect();
+    let deep: String = key_of_depth(MAX_KEY_DEPTH);
     set(&mut s, &deep, "bottom");
     let r = Store::restore(&s.save()).unwrap();
     assert_eq!(
@@ -1108,4 +1183,67 @@ fn watchers_move_to_a_store_that_replaces_this_one() {
     assert_eq!(replacement.stats().watchers, 1);
     set(&mut replacement, "/k", "v");
     assert!(matches!(w.try_next(), Next::Event(e) if e.node.value.as_deref() == Some("v")));
+}
+
+mod deep_trees {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(usize, bool),
+        Dir(usize, u8),
+        Delete(usize),
+        Expire(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let depth = 1..MAX_KEY_DEPTH + 60;
+        prop_oneof![
+            (depth.clone(), any::<bool>()).prop_map(|(d, b)| Op::Set(d, b)),
+            (depth.clone(), 0u8..4).prop_map(|(d, t)| Op::Dir(d, t)),
+            depth.prop_map(Op::Delete),
+            (0u8..6).prop_map(Op::Expire),
+        ]
+    }
+
+    /// Keys along two branches, so writes meet files and directories on the way.
+    fn key(depth: usize, branch: bool) -> String {
+        (0..depth)
+            .map(|i| if branch && i > depth / 2 { "/b" } else { "/a" })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Deep trees in every shape: a write past the depth limit is refused and changes
+        /// nothing; everything that walks the tree (recursive reads, snapshots, recursive
+        /// deletes, directories expiring) works on a thread with a modest stack.
+        #[test]
+        fn deep_trees_never_overflow_and_never_pass_the_limit(ops in proptest::collection::vec(op(), 1..30)) {
+            let outcome = std::thread::Builder::new().stack_size(1 << 20).spawn(move || {
+                let mut s = Store::new();
+                for op in ops {
+                    let before = s.index();
+                    let (depth, result) = match op {
+                        Op::Set(d, b) => (d, s.set(&key(d, b), Content::Value("v"), TtlOptions::PERMANENT, now()).map(|_| ())),
+                        Op::Dir(d, t) => (d, s.set(&key(d, false), Content::Dir, if t == 0 { TtlOptions::PERMANENT } else { ttl_in(t.into()) }, now()).map(|_| ())),
+                        Op::Delete(d) => (0, s.delete(&key(d, false), true, true, now()).map(|_| ())),
+                        Op::Expire(t) => { s.expire(at(t.into())); (0, Ok(())) }
+                    };
+                    if depth > MAX_KEY_DEPTH {
+                        // Refused: for the limit, or for a file standing on the way.
+                        assert!(result.is_err());
+                        assert_eq!(s.index(), before);
+                    }
+                    let listing = s.get("/", true, now()).unwrap().to_json();
+                    assert!(listing.len() > 2);
+                    let restored = Store::restore(&s.save()).unwrap();
+                    assert_eq!(restored.save(), s.save());
+                }
+            }).unwrap().join();
+            prop_assert!(outcome.is_ok(), "a walk overflowed or panicked");
+        }
+    }
 }

@@ -2,9 +2,15 @@
 //!
 //! Each peer has two lanes, each a task with its own connection: snapshots travel alone so a
 //! large one never holds up heartbeats and appends. A lane sends whatever has queued up as
-//! one POST to `/raft` (a batch of length-prefixed protobuf messages). When a peer cannot be
-//! reached the batch and the backlog are dropped (raft sends again) and the lane backs off.
-//! Every request carries the cluster id; a member of another cluster is refused with 412.
+//! one POST (a batch of length-prefixed protobuf messages): messages to `/raft`, snapshots to
+//! `/raft/snapshot`. When a peer cannot be reached the batch and the backlog are dropped (raft
+//! sends again) and the lane backs off. Every request carries the cluster id; a member of
+//! another cluster is refused with 412.
+//!
+//! What a peer request may cost the receiver is bounded, because anyone who can reach the
+//! peer port can send one: each lane has a body limit sized to the largest batch a real peer
+//! sends, a batch holds at most [`BATCH`] messages and no empty frame (an empty frame would be
+//! a whole decoded message made of four bytes), and only a few bodies are read at once.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +22,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::{full, text_response, Body};
 use crate::membership::{format_id, parse_id};
@@ -26,9 +32,56 @@ use crate::runtime::Transport;
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
 const FROM_HEADER: &str = "X-Server-From";
 /// Messages sent in one request at most.
-const BATCH: usize = 512;
-/// The largest request a member accepts from a peer (a snapshot of a large store).
-const MAX_PEER_BODY: usize = 1 << 30;
+pub const BATCH: usize = 512;
+/// A message batch stops growing once it passes this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+/// The largest single message a member sends besides a snapshot: an append of up to raft's
+/// 1 MiB per message, or one entry as large as the largest client request
+/// (`--max-request-bytes`), with room to spare.
+fn max_message_bytes(max_request_bytes: usize) -> usize {
+    (2 * max_request_bytes + (1 << 20)).max(8 << 20)
+}
+
+/// The largest message batch a member accepts: a full batch and one more message.
+pub fn max_messages_body(max_request_bytes: usize) -> usize {
+    BATCH_BYTES + max_message_bytes(max_request_bytes)
+}
+/// The largest snapshot a member accepts (the whole store, serialised).
+pub const MAX_SNAPSHOT_BODY: usize = 1 << 30;
+/// Message batches read at once: each peer sends one at a time, so a handful is plenty;
+/// beyond it a request waits its turn instead of adding to memory.
+const CONCURRENT_MESSAGE_BODIES: usize = 8;
+/// Snapshots read at once: only a leader sends them, one at a time.
+const CONCURRENT_SNAPSHOT_BODIES: usize = 1;
+
+/// The two kinds of peer request, each with its own path and limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Messages,
+    Snapshots,
+}
+
+impl Lane {
+    pub fn path(self) -> &'static str {
+        match self {
+            Lane::Messages => "/raft",
+            Lane::Snapshots => "/raft/snapshot",
+        }
+    }
+
+    fn of(path: &str) -> Option<Lane> {
+        match path {
+            "/raft" => Some(Lane::Messages),
+            "/raft/snapshot" => Some(Lane::Snapshots),
+            _ => None,
+        }
+    }
+
+    /// Whether a message of this type travels on this lane.
+    fn carries(self, message: &Message) -> bool {
+        (message.get_msg_type() == MessageType::MsgSnapshot) == (self == Lane::Snapshots)
+    }
+}
 
 struct Lanes {
     messages: mpsc::UnboundedSender<Message>,
@@ -84,8 +137,8 @@ impl HttpTransport {
             cluster_id: self.cluster_id,
             reporter: Arc::clone(&self.reporter),
         };
-        tokio::spawn(lane(peer.clone(), message_rx, Duration::from_secs(5)));
-        tokio::spawn(lane(peer, snapshot_rx, Duration::from_secs(120)));
+        tokio::spawn(lane(peer.clone(), Lane::Messages, message_rx));
+        tokio::spawn(lane(peer, Lane::Snapshots, snapshot_rx));
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id,
             Lanes {
@@ -129,17 +182,85 @@ pub fn encode(batch: &[Message]) -> Vec<u8> {
     out
 }
 
-/// Decodes a batch; any damage refuses the whole batch.
-pub fn decode(mut bytes: &[u8]) -> Result<Vec<Message>, String> {
+/// Decodes a batch that arrived on `lane`; any damage refuses the whole batch. What it
+/// returns is bounded by the input: at most [`BATCH`] messages, none from an empty frame, so
+/// the memory a batch takes grows with the bytes that were really sent.
+pub fn decode(lane: Lane, mut bytes: &[u8]) -> Result<Vec<Message>, String> {
+    let original = bytes;
+    let mut entries = 0;
     let mut out = Vec::new();
     while !bytes.is_empty() {
+        if out.len() == BATCH {
+            return Err(format!("more than {BATCH} messages in one batch"));
+        }
         let (len, rest) = bytes.split_at_checked(4).ok_or("a cut-off length")?;
         let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            return Err("an empty message".into());
+        }
         let (body, rest) = rest.split_at_checked(len).ok_or("a cut-off message")?;
-        out.push(Message::parse_from_bytes(body).map_err(|e| e.to_string())?);
+        // Counted before parsing: two bytes of wire format make a whole decoded entry, so
+        // a message of millions of empty entries is refused before it takes any memory.
+        entries += count_entries(body).ok_or("a malformed message")?;
+        if entries > ENTRY_ALLOWANCE + consumed_bytes(original, rest) / 8 {
+            return Err(format!("{entries} entries in {} bytes", original.len()));
+        }
+        let message = Message::parse_from_bytes(body).map_err(|e| e.to_string())?;
+        if !lane.carries(&message) {
+            return Err(format!(
+                "a {:?} does not travel on {}",
+                message.get_msg_type(),
+                lane.path()
+            ));
+        }
+        out.push(message);
         bytes = rest;
     }
     Ok(out)
+}
+
+/// Entries a batch may hold beyond one per eight bytes received: real entries carry a
+/// proposal of tens of bytes, and only a new leader's no-op is smaller.
+const ENTRY_ALLOWANCE: usize = 4096;
+
+fn consumed_bytes(original: &[u8], rest: &[u8]) -> usize {
+    original.len() - rest.len()
+}
+
+/// How many `entries` (field 7) a raft message's wire bytes hold, walking its top-level fields
+/// without decoding them; `None` for bytes that are not protobuf.
+fn count_entries(mut bytes: &[u8]) -> Option<usize> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut count = 0;
+    while !bytes.is_empty() {
+        let tag = varint(&mut bytes)?;
+        let skip = match tag & 7 {
+            0 => {
+                varint(&mut bytes)?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut bytes)?).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        bytes = bytes.get(skip..)?;
+        if tag >> 3 == 7 {
+            count += 1;
+        }
+    }
+    Some(count)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -181,7 +302,11 @@ impl Peer {
     }
 }
 
-async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Duration) {
+async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let timeout = match kind {
+        Lane::Messages => Duration::from_secs(5),
+        Lane::Snapshots => Duration::from_secs(120),
+    };
     let Peer {
         url,
         from,
@@ -191,10 +316,15 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
     let mut sender: Option<Sender> = None;
     let mut backoff = Duration::from_millis(50);
     while let Some(first) = rx.recv().await {
+        let mut bytes = first.compute_size() as usize;
         let mut batch = vec![first];
-        while batch.len() < BATCH {
+        // A snapshot goes alone; messages fill a batch up to the receiver's limits.
+        while kind == Lane::Messages && batch.len() < BATCH && bytes < BATCH_BYTES {
             match rx.try_recv() {
-                Ok(message) => batch.push(message),
+                Ok(message) => {
+                    bytes += message.compute_size() as usize;
+                    batch.push(message);
+                }
                 Err(_) => break,
             }
         }
@@ -202,7 +332,7 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
                 sender = Some(connect(&url).await?);
             }
-            let request = Request::post(format!("{url}/raft"))
+            let request = Request::post(format!("{url}{}", kind.path()))
                 .header(CLUSTER_HEADER, format_id(cluster_id))
                 .header(FROM_HEADER, format_id(from))
                 .header("Content-Type", "application/octet-stream")
@@ -258,57 +388,108 @@ async fn lane(peer: Peer, mut rx: mpsc::UnboundedReceiver<Message>, timeout: Dur
     }
 }
 
-/// The peer listener's side: `POST /raft` delivers a batch to this member.
-pub async fn receive(
-    request: Request<hyper::body::Incoming>,
+/// The peer listener's side: `POST /raft` and `POST /raft/snapshot` deliver a batch to this
+/// member's inbox.
+pub struct Inbound {
     cluster_id: u64,
     member_id: u64,
-    inbox: &mpsc::UnboundedSender<Message>,
-    is_removed: impl Fn(u64) -> bool,
-) -> Response<Body> {
-    if request.uri().path() != "/raft" {
-        return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
-    }
-    if request.method() != hyper::Method::POST {
-        return crate::api::method_not_allowed("POST");
-    }
-    let theirs = request
-        .headers()
-        .get(CLUSTER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_id);
-    if theirs != Some(cluster_id) {
-        return text_response(StatusCode::PRECONDITION_FAILED, "cluster ID mismatch\n");
-    }
-    // A removed member that missed its removal still talks; tell it, as etcd does, so it
-    // stops instead of campaigning forever in a configuration that no longer exists.
-    let sender = request
-        .headers()
-        .get(FROM_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_id);
-    if sender.is_some_and(is_removed) {
-        return text_response(StatusCode::GONE, "removed member\n");
-    }
-    let body = match Limited::new(request.into_body(), MAX_PEER_BODY)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return text_response(StatusCode::BAD_REQUEST, "unreadable body\n"),
-    };
-    match decode(&body) {
-        Ok(messages) => {
-            // A peer with this member's URL but another's id (swapped URLs) must not be
-            // stepped here.
-            for message in messages.into_iter().filter(|m| m.to == member_id) {
-                let _ = inbox.send(message);
-            }
-            let mut response = Response::new(full(Bytes::new()));
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
+    inbox: mpsc::UnboundedSender<Message>,
+    max_messages_body: usize,
+    message_bodies: Arc<Semaphore>,
+    snapshot_bodies: Arc<Semaphore>,
+}
+
+impl Inbound {
+    /// `max_request_bytes` is the cluster's client request limit: the largest entry a peer
+    /// can send follows from it.
+    pub fn new(
+        cluster_id: u64,
+        member_id: u64,
+        inbox: mpsc::UnboundedSender<Message>,
+        max_request_bytes: usize,
+    ) -> Inbound {
+        Inbound {
+            cluster_id,
+            member_id,
+            inbox,
+            max_messages_body: max_messages_body(max_request_bytes),
+            message_bodies: Arc::new(Semaphore::new(CONCURRENT_MESSAGE_BODIES)),
+            snapshot_bodies: Arc::new(Semaphore::new(CONCURRENT_SNAPSHOT_BODIES)),
         }
-        Err(_) => text_response(StatusCode::BAD_REQUEST, "undecodable raft messages\n"),
+    }
+
+    pub async fn receive(
+        &self,
+        request: Request<hyper::body::Incoming>,
+        is_removed: impl Fn(u64) -> bool,
+    ) -> Response<Body> {
+        let Some(lane) = Lane::of(request.uri().path()) else {
+            return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
+        };
+        if request.method() != hyper::Method::POST {
+            return crate::api::method_not_allowed("POST");
+        }
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_id)
+        };
+        if header(CLUSTER_HEADER) != Some(self.cluster_id) {
+            return text_response(StatusCode::PRECONDITION_FAILED, "cluster ID mismatch\n");
+        }
+        // A removed member that missed its removal still talks; tell it, as etcd does, so it
+        // stops instead of campaigning forever in a configuration that no longer exists.
+        if header(FROM_HEADER).is_some_and(is_removed) {
+            return text_response(StatusCode::GONE, "removed member\n");
+        }
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let max_body = match lane {
+            Lane::Messages => self.max_messages_body,
+            Lane::Snapshots => MAX_SNAPSHOT_BODY,
+        };
+        if declared.is_some_and(|n| n > max_body as u64) {
+            return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n");
+        }
+        // Held while the body is read and decoded: the memory peers can make this member
+        // hold is a few bodies, however many connections they open.
+        let _permit = match lane {
+            Lane::Messages => self.message_bodies.acquire().await,
+            Lane::Snapshots => match self.snapshot_bodies.try_acquire() {
+                Ok(permit) => Ok(permit),
+                Err(_) => {
+                    return text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "already receiving a snapshot\n",
+                    )
+                }
+            },
+        };
+        let body = match Limited::new(request.into_body(), max_body).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n")
+            }
+            Err(_) => return text_response(StatusCode::BAD_REQUEST, "unreadable body\n"),
+        };
+        match decode(lane, &body) {
+            Ok(messages) => {
+                // A peer with this member's URL but another's id (swapped URLs) must not be
+                // stepped here.
+                for message in messages.into_iter().filter(|m| m.to == self.member_id) {
+                    let _ = self.inbox.send(message);
+                }
+                let mut response = Response::new(full(Bytes::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            }
+            Err(_) => text_response(StatusCode::BAD_REQUEST, "undecodable raft messages\n"),
+        }
     }
 }
 
@@ -324,7 +505,7 @@ mod tests {
         let mut b = Message::default();
         b.set_msg_type(MessageType::MsgHeartbeat);
         let batch = vec![a, b];
-        assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+        assert_eq!(decode(Lane::Messages, &encode(&batch)).unwrap(), batch);
     }
 
     #[test]
@@ -332,9 +513,79 @@ mod tests {
         let mut m = Message::default();
         m.set_to(3);
         let bytes = encode(&[m]);
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-        assert!(decode(&[1, 0]).is_err());
-        assert!(decode(&[0xff, 0xff, 0xff, 0x7f, 1, 2]).is_err());
-        assert_eq!(decode(&[]).unwrap(), Vec::<Message>::new());
+        assert!(decode(Lane::Messages, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode(Lane::Messages, &[1, 0]).is_err());
+        assert!(decode(Lane::Messages, &[0xff, 0xff, 0xff, 0x7f, 1, 2]).is_err());
+        assert_eq!(decode(Lane::Messages, &[]).unwrap(), Vec::<Message>::new());
+    }
+
+    #[test]
+    fn empty_frames_are_refused_not_decoded_into_messages() {
+        // Four zero bytes would otherwise be a whole default message each: 20 MB of zeros
+        // became five million messages.
+        assert!(decode(Lane::Messages, &[0; 4]).is_err());
+        assert!(decode(Lane::Messages, &vec![0; 1 << 20]).is_err());
+    }
+
+    #[test]
+    fn messages_of_countless_empty_entries_are_refused_before_parsing() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.set_to(2);
+        m.set_entries(vec![raft::eraftpb::Entry::default(); 100_000].into());
+        assert!(decode(Lane::Messages, &encode(&[m])).is_err());
+    }
+
+    #[test]
+    fn appends_of_real_entries_pass() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.set_to(2);
+        let entries: Vec<raft::eraftpb::Entry> = (1..20_000u64)
+            .map(|i| {
+                let mut e = raft::eraftpb::Entry::default();
+                e.set_index(i);
+                e.set_term(3);
+                e.set_data(vec![7u8; 20].into());
+                e
+            })
+            .collect();
+        m.set_entries(entries.into());
+        assert_eq!(decode(Lane::Messages, &encode(&[m])).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn entry_counting_walks_the_wire_format() {
+        let mut m = Message::default();
+        m.set_to(2);
+        m.set_commit(9);
+        m.set_entries(vec![raft::eraftpb::Entry::default(); 3].into());
+        let bytes = m.write_to_bytes().unwrap();
+        assert_eq!(count_entries(&bytes), Some(3));
+        assert_eq!(count_entries(&[0x0f]), None);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_batch_messages() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.set_to(2);
+        let full = vec![m.clone(); BATCH];
+        assert_eq!(decode(Lane::Messages, &encode(&full)).unwrap().len(), BATCH);
+        let over = vec![m; BATCH + 1];
+        assert!(decode(Lane::Messages, &encode(&over)).is_err());
+    }
+
+    #[test]
+    fn snapshots_and_messages_keep_to_their_lanes() {
+        let mut snapshot = Message::default();
+        snapshot.set_msg_type(MessageType::MsgSnapshot);
+        snapshot.set_to(2);
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        heartbeat.set_to(2);
+        assert!(decode(Lane::Snapshots, &encode(&[snapshot.clone()])).is_ok());
+        assert!(decode(Lane::Messages, &encode(&[snapshot])).is_err());
+        assert!(decode(Lane::Snapshots, &encode(&[heartbeat])).is_err());
     }
 }

@@ -1,0 +1,338 @@
+//! Hostile input against real members: what an attacker or an unlucky operator can send must
+//! never kill, brick or silently empty a member. Each test here reproduces a way a member was
+//! taken down, on real processes over 127.0.0.1.
+// Tests of the real world: they start processes, open sockets and read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use raft::eraftpb::{Entry, Message, MessageType};
+
+fn single(name: &str) -> Member {
+    let mut members = cluster(name, 1);
+    let mut m = members.remove(0);
+    m.start();
+    let port = m.client;
+    wait_for("the member to lead", || {
+        http("PUT", port, "/v2/keys/ready", "value=1").is_some_and(|r| r.status == 201)
+    });
+    m
+}
+
+fn cluster_id(port: u16) -> String {
+    http("GET", port, "/v2/keys/", "")
+        .and_then(|r| r.header("X-Etcd-Cluster-ID").map(str::to_owned))
+        .expect("a cluster id")
+}
+
+fn resident_mib(member: &Member) -> u64 {
+    let pid = member.child.as_ref().expect("running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+/// POSTs `body` to a peer path; the status, or `None` if the member closed the connection
+/// before answering (which it may do once it has refused a body it did not read).
+fn post_peer(port: u16, path: &str, cluster: &str, from: &str, body: &[u8]) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Etcd-Cluster-ID: {cluster}\r\n\
+         X-Server-From: {from}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sends `declared` bytes of zeros in chunks (as a stream, without a length), stopping when
+/// the member stops reading.
+fn stream_zeros(port: u16, cluster: &str, megabytes: usize) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let head = format!(
+        "POST /raft HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Etcd-Cluster-ID: {cluster}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..megabytes {
+        let sent = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|_| stream.write_all(&chunk))
+            .and_then(|_| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn peer_bodies_of_zeros_are_refused_without_swelling_the_member() {
+    let member = single("hostile-peer-zeros");
+    let cluster = cluster_id(member.client);
+    let before = resident_mib(&member);
+
+    // Twenty megabytes of zeros was five million empty messages (about 940 MB); past the
+    // body limit it is refused unread.
+    let status = post_peer(member.peer, "/raft", &cluster, "1", &vec![0u8; 20 << 20]);
+    assert!(status.is_none_or(|s| s == 413 || s == 400), "{status:?}");
+    let status = post_peer(member.peer, "/raft", &cluster, "1", &vec![0u8; 64 << 20]);
+    assert!(status.is_none_or(|s| s == 413), "{status:?}");
+    // Within the body limit, an empty frame refuses the whole batch.
+    let status = post_peer(member.peer, "/raft", &cluster, "1", &vec![0u8; 4 << 20]);
+    assert_eq!(status, Some(400));
+    // Several large streamed bodies at once, on both lanes' paths.
+    let streams: Vec<_> = (0..4)
+        .map(|_| {
+            let (port, cluster) = (member.peer, cluster.clone());
+            std::thread::spawn(move || stream_zeros(port, &cluster, 64))
+        })
+        .collect();
+    for stream in streams {
+        let status = stream.join().unwrap();
+        assert!(status.is_none_or(|s| s == 413 || s == 400), "{status:?}");
+    }
+    let status = post_peer(
+        member.peer,
+        "/raft/snapshot",
+        &cluster,
+        "1",
+        &vec![0u8; 1 << 20],
+    );
+    assert_eq!(status, Some(400));
+
+    let after = resident_mib(&member);
+    assert!(
+        after < before + 150,
+        "resident memory grew from {before} MiB to {after} MiB"
+    );
+    assert_eq!(put(member.client, "/still", "value=here").status, 201);
+}
+
+fn deep_key(levels: usize) -> String {
+    "/d".repeat(levels)
+}
+
+#[test]
+fn deep_keys_are_refused_before_they_reach_the_log() {
+    let mut member = single("hostile-deep");
+    let port = member.client;
+    for levels in [2_500, 15_000] {
+        let reply = put(port, &deep_key(levels), "value=x");
+        assert_eq!(reply.status, 400, "{levels} levels: {}", reply.body);
+        assert!(reply.body.contains(r#""errorCode":209"#), "{}", reply.body);
+        assert!(reply.body.contains("levels deep"), "{}", reply.body);
+    }
+    let reply = http("GET", port, "/v2/keys/?recursive=true", "").expect("alive");
+    assert_eq!(reply.status, 200);
+
+    // The deepest key allowed, below a directory whose TTL runs out: expiring it walks the
+    // whole subtree while applying the log, on every member and at every restart.
+    let reply = put(port, "/t", "dir=true&ttl=1");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let deepest = format!("/t{}", deep_key(255));
+    let reply = put(port, &deepest, "value=bottom");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reply = http("GET", port, "/v2/keys/?recursive=true", "").expect("alive");
+    assert!(reply.body.contains("bottom"));
+    wait_for("the directory to expire", || {
+        http("GET", port, "/v2/keys/t", "").is_some_and(|r| r.status == 404)
+    });
+    assert!(member.terminate().is_some_and(|s| s.success()));
+    member.start();
+    wait_for("the member to come back", || {
+        http("GET", port, "/v2/keys/ready", "").is_some_and(|r| r.status == 200)
+    });
+    assert_eq!(put(port, "/after", "value=1").status, 201);
+}
+
+#[test]
+fn keys_that_are_not_utf8_are_refused_not_merged() {
+    let member = single("hostile-utf8");
+    let port = member.client;
+    for key in ["/c%ff", "/c%fe"] {
+        let reply = put(port, key, "value=1");
+        assert_eq!(reply.status, 400, "{key}: {}", reply.body);
+        assert!(reply.body.contains("not valid UTF-8"), "{}", reply.body);
+    }
+    assert_eq!(put(port, "/c%C3%A9", "value=accent").status, 201);
+    let reply = http("GET", port, "/v2/keys/c%C3%A9", "").unwrap();
+    assert!(reply.body.contains(r#""key":"/cé""#), "{}", reply.body);
+    // A bad escape is refused as Go refuses it, before etcd sees the request.
+    let reply = put(port, "/c%zz", "value=1");
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, "400 Bad Request")
+    );
+    let listing = http("GET", port, "/v2/keys/", "").unwrap().body;
+    assert!(!listing.contains('\u{fffd}'), "{listing}");
+}
+
+/// A member's id by name, and the cluster's term, from the client API.
+fn ids(members: &[Member]) -> Vec<u64> {
+    let reply = http("GET", members[0].client, "/v2/members", "").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    members
+        .iter()
+        .map(|m| {
+            let listed = json["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == m.name.as_str())
+                .expect("listed");
+            u64::from_str_radix(listed["id"].as_str().unwrap(), 16).unwrap()
+        })
+        .collect()
+}
+
+fn forged(kind: MessageType, to: u64, from: u64, term: u64) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(kind);
+    m.set_to(to);
+    m.set_from(from);
+    m.set_term(term);
+    m
+}
+
+#[test]
+fn forged_peer_messages_that_would_crash_raft_are_refused() {
+    let mut members = cluster("hostile-forged", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let lead = leader(&members).unwrap();
+    let follower = (lead + 1) % 3;
+    let port = members[follower].client;
+    wait_for("a write through the follower", || {
+        http("PUT", port, "/v2/keys/ready", "value=1").is_some_and(|r| r.status == 201)
+    });
+    let reply = http("GET", port, "/v2/keys/ready", "").unwrap();
+    let term: u64 = reply.header("X-Raft-Term").unwrap().parse().unwrap();
+    let cluster = reply.header("X-Etcd-Cluster-ID").unwrap().to_owned();
+    let ids = ids(&members);
+    let (to, from) = (ids[follower], ids[lead]);
+
+    let mut beyond_the_log = forged(MessageType::MsgHeartbeat, to, from, term);
+    beyond_the_log.set_commit(1 << 40);
+    let far_future = forged(MessageType::MsgHeartbeat, to, from, u64::MAX);
+    let mut gappy = forged(MessageType::MsgAppend, to, from, term);
+    gappy.set_index(1);
+    gappy.set_log_term(1);
+    let entries: Vec<Entry> = [2u64, 9]
+        .iter()
+        .map(|&i| {
+            let mut e = Entry::default();
+            e.set_index(i);
+            e.set_term(term);
+            e
+        })
+        .collect();
+    gappy.set_entries(entries.into());
+    let stranger = forged(MessageType::MsgRequestVote, to, 0xdead, term + 5);
+    let mut garbage = forged(MessageType::MsgPropose, 0, from, 0);
+    garbage.set_to(to);
+    let mut poison = Entry::default();
+    poison.set_data(vec![0xff; 40].into());
+    garbage.set_entries(vec![poison].into());
+    for message in [beyond_the_log, far_future, gappy, stranger, garbage] {
+        let body = etcd::transport::encode(std::slice::from_ref(&message));
+        let status = post_peer(
+            members[follower].peer,
+            "/raft",
+            &cluster,
+            &format!("{from:x}"),
+            &body,
+        );
+        assert_eq!(status, Some(204), "{:?}", message.get_msg_type());
+    }
+    // The follower still takes writes, and every member agrees on them.
+    std::thread::sleep(Duration::from_millis(300));
+    let reply = put(port, "/after", "value=forgery");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    for m in &members {
+        wait_for("the write everywhere", || {
+            http("GET", m.client, "/v2/keys/after", "").is_some_and(|r| r.body.contains("forgery"))
+        });
+        let health = http("GET", m.client, "/health", "").unwrap();
+        assert_eq!(health.status, 200, "{}: {}", m.name, health.body);
+    }
+}
+
+#[test]
+fn a_stalled_request_head_is_cut_off_but_a_long_watch_is_not() {
+    let member = single("hostile-slowloris");
+    let port = member.client;
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /v2/keys/ HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let watcher = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(90)))
+            .unwrap();
+        stream
+            .write_all(
+                b"GET /v2/keys/watched?wait=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    });
+    let started = Instant::now();
+    let closed_within = |mut stream: TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(45)))
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+        started.elapsed()
+    };
+    let slow_for = closed_within(slow);
+    let idle_for = closed_within(idle);
+    assert!(
+        slow_for < Duration::from_secs(40),
+        "a stalled head held on for {slow_for:?}"
+    );
+    assert!(
+        idle_for < Duration::from_secs(40),
+        "an idle connection held on for {idle_for:?}"
+    );
+    // The watch waited through it all, and still gets its event.
+    assert!(!watcher.is_finished());
+    assert_eq!(put(port, "/watched", "value=now").status, 201);
+    let event = watcher.join().unwrap();
+    assert!(event.contains(r#""value":"now""#), "{event}");
+}
