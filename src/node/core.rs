@@ -1029,3 +1029,35 @@ async fn bootstrap<D: crate::runtime::Disk>(
     wal.sync().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    // A real thread, so that the panic unwinds as it does in a tokio worker.
+    #[allow(clippy::disallowed_methods)]
+    fn a_panic_in_the_raft_task_marks_the_member_stopped() {
+        let shared = Arc::new(Shared {
+            state: RwLock::new(State::default()),
+            status: Mutex::new(Status::default()),
+            log: RaftStorage::default(),
+        });
+        let watched = Arc::clone(&shared);
+        let task = std::thread::spawn(move || {
+            let _watch = StopOnPanic(watched);
+            panic!("raft-rs gave up");
+        });
+        assert!(task.join().is_err());
+        let stopped = shared.status.lock().unwrap().stopped.clone();
+        assert!(stopped.is_some_and(|why| why.contains("panicked")));
+        // A task that ends normally leaves the reason to whoever stopped it.
+        let calm = Arc::new(Shared {
+            state: RwLock::new(State::default()),
+            status: Mutex::new(Status::default()),
+            log: RaftStorage::default(),
+        });
+        drop(StopOnPanic(Arc::clone(&calm)));
+        assert_eq!(calm.status.lock().unwrap().stopped, None);
+    }
+}
