@@ -337,3 +337,72 @@ fn a_stalled_request_head_is_cut_off_but_a_long_watch_is_not() {
     let event = watcher.join().unwrap();
     assert!(event.contains(r#""value":"now""#), "{event}");
 }
+
+/// Starts a member in the foreground of the test: its exit status and stderr, if it exits
+/// within `patience`; `None` (and the process killed) if it keeps running.
+fn run_briefly(member: &Member, patience: Duration) -> Option<(std::process::ExitStatus, String)> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(member.args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcd starts");
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            return Some((status, stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn newest_segment(member: &Member) -> std::path::PathBuf {
+    let dir = member.data_dir.join("member").join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a segment")
+}
+
+#[test]
+fn a_log_cut_short_after_it_was_written_is_refused_not_silently_replayed() {
+    let mut member = single("hostile-truncated-wal");
+    let port = member.client;
+    for i in 0..200 {
+        assert_eq!(
+            put(port, &format!("/k{i}"), "value=acknowledged").status,
+            201
+        );
+    }
+    assert!(member.terminate().is_some_and(|s| s.success()));
+
+    // Cut the newest segment in the middle of what was written (it may be preallocated: the
+    // data ends at its last byte that is not zero).
+    let segment = newest_segment(&member);
+    let bytes = std::fs::read(&segment).unwrap();
+    let data_end = bytes.iter().rposition(|&b| b != 0).expect("data") + 1;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len((data_end / 2) as u64).unwrap();
+    drop(file);
+
+    let (status, stderr) = run_briefly(&member, Duration::from_secs(10))
+        .expect("the member refuses to start on a truncated log");
+    assert!(!status.success());
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(stderr.contains(name), "{stderr}");
+    assert!(
+        stderr.contains("backup") || stderr.contains("member add"),
+        "the operator is told how to recover: {stderr}"
+    );
+}
