@@ -406,3 +406,50 @@ fn a_log_cut_short_after_it_was_written_is_refused_not_silently_replayed() {
         "the operator is told how to recover: {stderr}"
     );
 }
+
+#[test]
+fn a_write_torn_by_a_crash_is_cut_off_and_said_so() {
+    let mut member = single("hostile-torn-wal");
+    let port = member.client;
+    for i in 0..50 {
+        assert_eq!(put(port, &format!("/k{i}"), "value=kept").status, 201);
+    }
+    assert!(member.terminate().is_some_and(|s| s.success()));
+
+    // What a power cut leaves of an unfinished append: a record's first bytes, and the
+    // sectors after them never written (still zeros).
+    let segment = newest_segment(&member);
+    let bytes = std::fs::read(&segment).unwrap();
+    let data_end = bytes.iter().rposition(|&b| b != 0).expect("data") + 1;
+    let mut torn = 2000u32.to_le_bytes().to_vec();
+    torn.extend_from_slice(&[0xab; 60]);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &torn, data_end as u64).unwrap();
+    drop(file);
+
+    let log = member.data_dir.with_extension("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(member.args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("etcd starts");
+    wait_for("the member to come back", || {
+        http("GET", port, "/v2/keys/k49", "").is_some_and(|r| r.status == 200)
+    });
+    for i in 0..50 {
+        let reply = http("GET", port, &format!("/v2/keys/k{i}"), "").unwrap();
+        assert_eq!(reply.status, 200, "k{i} was acknowledged");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains("cut a torn record") && stderr.contains(name),
+        "{stderr}"
+    );
+}

@@ -178,6 +178,10 @@ impl<R: Runtime> Core<R> {
                 .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?
         };
         let (wal, recovered) = Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
+        // What a crash left unfinished and start-up cut off: the operator hears of it.
+        for repair in &recovered.repairs {
+            eprintln!("etcd: {repair}");
+        }
         if let Some((index, _)) = recovered.installed_snapshot {
             return Err(StartError::Invalid(format!(
                 "the log continues from a snapshot at {index}, but the newest usable snapshot is at {}",
