@@ -199,7 +199,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let rt = TokioRuntime::new(transport.clone());
     let started = rt.now();
-    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox_rx) = mpsc::channel(crate::node::INBOX_CAPACITY);
 
     let mut node_config = NodeConfig::new(
         config.id,
@@ -231,6 +231,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.max_snapshots
     };
     node_config.request_timeout = std::time::Duration::from_secs(5) + 2 * config.election;
+    // Tests prove that a member whose raft task dies stops; release builds have no such door.
+    #[cfg(debug_assertions)]
+    {
+        node_config.panic_on_key = std::env::var("ETCDRS_TEST_PANIC_ON_KEY").ok();
+    }
 
     // Bind before starting the member, so a port in use fails fast and cleanly.
     let mut client_listeners = Vec::new();

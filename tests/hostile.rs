@@ -264,13 +264,65 @@ fn forged_peer_messages_that_would_crash_raft_are_refused() {
     let mut poison = Entry::default();
     poison.set_data(vec![0xff; 40].into());
     garbage.set_entries(vec![poison].into());
-    for message in [beyond_the_log, far_future, gappy, stranger, garbage] {
+    // Each found to crash a member or wedge the cluster (by review, or by an attacker's
+    // probe of this very server).
+    let leader_id = from;
+    let mut to_leader = Vec::new();
+    let empty_proposal = forged(MessageType::MsgPropose, leader_id, to, 0);
+    to_leader.push(empty_proposal.clone());
+    let mut empty_read = forged(MessageType::MsgReadIndex, leader_id, to, 0);
+    to_leader.push(empty_read.clone());
+    let mut read_with_term = forged(MessageType::MsgReadIndex, to, from, term);
+    let mut id = Entry::default();
+    id.set_data(vec![1; 8].into());
+    read_with_term.set_entries(vec![id].into());
+    let mut huge_context = forged(MessageType::MsgHeartbeat, to, from, term);
+    huge_context.set_context(vec![7; 1 << 20].into());
+    let mut two_roles = forged(MessageType::MsgSnapshot, to, from, term);
+    {
+        let meta = two_roles.mut_snapshot().mut_metadata();
+        meta.set_index(1 << 20);
+        meta.set_term(term);
+        meta.mut_conf_state().set_voters(ids.clone());
+        meta.mut_conf_state().set_learners(vec![ids[0]]);
+    }
+    let mut garbage_snapshot = forged(MessageType::MsgSnapshot, to, from, term);
+    {
+        let snapshot = garbage_snapshot.mut_snapshot();
+        snapshot.set_data(vec![0xee; 100].into());
+        let meta = snapshot.mut_metadata();
+        meta.set_index(1 << 20);
+        meta.set_term(term);
+        meta.mut_conf_state().set_voters(ids.clone());
+    }
+    empty_read.set_term(0);
+    let to_follower = [
+        beyond_the_log,
+        far_future,
+        gappy,
+        stranger,
+        garbage,
+        read_with_term,
+        huge_context,
+        two_roles,
+        garbage_snapshot,
+    ];
+    let sends = to_follower
+        .into_iter()
+        .map(|m| (follower, leader_id, m))
+        .chain(to_leader.into_iter().map(|m| (lead, to, m)));
+    for (target, sender, message) in sends {
         let body = etcd::transport::encode(std::slice::from_ref(&message));
+        let path = if message.get_msg_type() == MessageType::MsgSnapshot {
+            "/raft/snapshot"
+        } else {
+            "/raft"
+        };
         let status = post_peer(
-            members[follower].peer,
-            "/raft",
+            members[target].peer,
+            path,
             &cluster,
-            &format!("{from:x}"),
+            &format!("{sender:x}"),
             &body,
         );
         assert_eq!(status, Some(204), "{:?}", message.get_msg_type());
@@ -294,6 +346,10 @@ fn a_stalled_request_head_is_cut_off_but_a_long_watch_is_not() {
     let port = member.client;
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     slow.write_all(b"GET /v2/keys/ HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut slow_body = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow_body
+        .write_all(b"PUT /v2/keys/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nvalue=")
         .unwrap();
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     idle.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -323,6 +379,11 @@ fn a_stalled_request_head_is_cut_off_but_a_long_watch_is_not() {
     };
     let slow_for = closed_within(slow);
     let idle_for = closed_within(idle);
+    let slow_body_for = closed_within(slow_body);
+    assert!(
+        slow_body_for < Duration::from_secs(40),
+        "a stalled body held on for {slow_body_for:?}"
+    );
     assert!(
         slow_for < Duration::from_secs(40),
         "a stalled head held on for {slow_for:?}"
@@ -452,4 +513,121 @@ fn a_write_torn_by_a_crash_is_cut_off_and_said_so() {
         stderr.contains("cut a torn record") && stderr.contains(name),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_member_whose_raft_task_dies_exits_and_says_why() {
+    let mut members = cluster("hostile-raft-panic", 1);
+    let member = members.remove(0);
+    let log = member.data_dir.with_extension("stderr");
+    std::fs::create_dir_all(&member.data_dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(member.args())
+        .env("ETCDRS_TEST_PANIC_ON_KEY", "/boom")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("etcd starts");
+    let port = member.client;
+    wait_for("the member to lead", || {
+        http("PUT", port, "/v2/keys/ready", "value=1").is_some_and(|r| r.status == 201)
+    });
+    let _ = http("PUT", port, "/v2/keys/boom", "value=1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let status =
+        status.unwrap_or_else(|| panic!("still running after its raft task died: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the raft task panicked"), "{stderr}");
+}
+
+fn three(name: &str) -> (Vec<Member>, usize) {
+    let mut members = cluster(name, 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let lead = leader(&members).unwrap();
+    let port = members[lead].client;
+    wait_for("a first write", || {
+        http("PUT", port, "/v2/keys/ready", "value=1").is_some_and(|r| r.status == 201)
+    });
+    (members, lead)
+}
+
+#[test]
+fn a_forged_term_far_ahead_does_not_wedge_the_cluster() {
+    // An absolute cap on terms let one message at the cap leave every later election refused.
+    let (members, lead) = three("hostile-term-jump");
+    let reply = http("GET", members[lead].client, "/v2/keys/ready", "").unwrap();
+    let term: u64 = reply.header("X-Raft-Term").unwrap().parse().unwrap();
+    let cluster = reply.header("X-Etcd-Cluster-ID").unwrap().to_owned();
+    let ids = ids(&members);
+    let jump = etcd::node::admission::MAX_TERM_JUMP;
+    for (i, m) in members.iter().enumerate().filter(|(i, _)| *i != lead) {
+        let message = forged(MessageType::MsgHeartbeat, ids[i], ids[lead], term + jump);
+        let body = etcd::transport::encode(&[message]);
+        let status = post_peer(
+            m.peer,
+            "/raft",
+            &cluster,
+            &format!("{:x}", ids[lead]),
+            &body,
+        );
+        assert_eq!(status, Some(204));
+    }
+    for m in &members {
+        let port = m.client;
+        wait_for("writes after the jump", || {
+            http("PUT", port, "/v2/keys/after-jump", "value=1")
+                .is_some_and(|r| r.status == 200 || r.status == 201)
+        });
+    }
+}
+
+#[test]
+fn stalled_peer_bodies_do_not_stop_replication() {
+    let (members, lead) = three("hostile-stalled-peers");
+    let cluster = cluster_id(members[lead].client);
+    // Valid heads, a promised body that never comes: once, 27 such sockets took every body
+    // slot of a 3-member cluster and no write went through.
+    let mut stalled = Vec::new();
+    for m in &members {
+        for path in std::iter::repeat_n("/raft", 30).chain(std::iter::repeat_n("/raft/snapshot", 2))
+        {
+            let mut stream = TcpStream::connect(("127.0.0.1", m.peer)).unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nX-Etcd-Cluster-ID: {cluster}\r\nContent-Length: 25000000\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&[1; 1000]).unwrap();
+            stalled.push(stream);
+        }
+    }
+    let port = members[lead].client;
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(15) {
+        let before = Instant::now();
+        let reply = put(port, &format!("/w{i}"), "value=1");
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert!(
+            before.elapsed() < Duration::from_secs(2),
+            "a write took {:?}",
+            before.elapsed()
+        );
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stalled);
 }

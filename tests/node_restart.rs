@@ -36,7 +36,7 @@ fn set(key: &str, value: &str) -> Op {
 }
 
 async fn start(dir: &Path) -> Node<TokioRuntime> {
-    let (_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let (_tx, inbox) = tokio::sync::mpsc::channel(1);
     let node = Node::start(TokioRuntime::new(NoPeers), config(dir), inbox)
         .await
         .expect("the member starts");
@@ -101,7 +101,7 @@ fn ttl_keys_expire_through_the_leaders_sync() {
     rt.block_on(async {
         let mut cfg = config(&dir);
         cfg.sync_interval = Duration::from_millis(20);
-        let (_tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (_tx, inbox) = tokio::sync::mpsc::channel(1);
         let node = Node::start(TokioRuntime::new(NoPeers), cfg, inbox)
             .await
             .unwrap();

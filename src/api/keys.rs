@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -354,18 +354,15 @@ pub async fn handle<R: Runtime>(
     // Like Go's ParseForm, only PUT and POST bodies carry parameters.
     let mut body = None;
     if matches!(method, Method::PUT | Method::POST) {
-        match Limited::new(request.into_body(), app.max_body)
-            .collect()
-            .await
-        {
-            Ok(collected) if is_form => body = Some(collected.to_bytes()),
+        match super::read_body(app, request.into_body(), app.max_body).await {
+            Ok(collected) if is_form => body = Some(collected),
             Ok(_) => {}
             Err(e) => {
                 // Go's words for a form past its limit, which etcd's v2 API answers with.
-                let cause = if e.is::<http_body_util::LengthLimitError>() {
-                    "http: POST too large"
-                } else {
-                    "the request body is broken"
+                let cause = match e {
+                    super::BodyError::TooLarge => "http: POST too large",
+                    super::BodyError::TooSlow => "the request body took too long to arrive",
+                    super::BodyError::Broken => "the request body is broken",
                 };
                 let e = form_error(ErrorCode::InvalidForm, cause.into());
                 return error_response(&e, app.cluster_id);

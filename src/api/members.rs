@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
@@ -35,11 +34,9 @@ async fn peer_urls<R: Runtime>(
     request: Request<hyper::body::Incoming>,
 ) -> Result<Vec<String>, Box<Response<Body>>> {
     let bad = |why: String| Box::new(message(StatusCode::BAD_REQUEST, &why));
-    let body = Limited::new(request.into_body(), app.max_body)
-        .collect()
+    let body = super::read_body(app, request.into_body(), app.max_body)
         .await
-        .map_err(|_| bad("unreadable request body".into()))?
-        .to_bytes();
+        .map_err(|_| bad("unreadable request body".into()))?;
     parse_peer_urls(&body).map_err(bad)
 }
 

@@ -64,6 +64,37 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
+/// How long a client may take to send a request body. A request head has its own timeout
+/// (`server::HEADER_READ_TIMEOUT`); without this one a client that stalls in the middle of a
+/// body would hold its connection, and its share of the connection limit, for ever.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    TooLarge,
+    TooSlow,
+    Broken,
+}
+
+/// A whole request body, at most `limit` bytes, within [`BODY_DEADLINE`].
+pub(crate) async fn read_body<R: Runtime>(
+    app: &App<R>,
+    body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let deadline = app.node.runtime().sleep(BODY_DEADLINE);
+    tokio::select! {
+        biased;
+        collected = collect => match collected {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+            Err(_) => Err(BodyError::Broken),
+        },
+        _ = deadline => Err(BodyError::TooSlow),
+    }
+}
+
 /// etcd's error JSON with its status and `X-Etcd-Index`.
 pub fn error_response(error: &Error, cluster_id: u64) -> Response<Body> {
     let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

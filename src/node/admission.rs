@@ -1,22 +1,35 @@
 //! Which raft messages from the network may reach raft-rs at all.
 //!
 //! raft-rs trusts its peers: a heartbeat whose commit index lies beyond the log, an append
-//! whose entries are not consecutive, or an append response for an index the leader never
-//! wrote makes it panic (or corrupt its log), and a term near `u64::MAX` overflows at the next
-//! election. Anyone who can reach the peer port can send such a message, so each one is
-//! checked here first. Refusing is always safe: raft tolerates lost messages, and every rule
-//! below only refuses what a correct member never sends. Pure: a message and a view of the
-//! local raft state in, a verdict out.
+//! whose entries are not consecutive, an append response for an index the leader never
+//! wrote, a proposal or read request without entries, a snapshot whose configuration lists a
+//! member twice — each makes it panic or corrupt its log. Anyone who can reach the peer port
+//! can send such a message, so each one is checked here first. Refusing is always safe: raft
+//! tolerates lost messages, and every rule below only refuses what a correct member never
+//! sends. Pure: a message and a view of the local raft state in, a verdict out.
+//!
+//! What this cannot do is tell a forged message from a real one: a message that claims to
+//! come from the leader, in its term, with well-formed entries, is taken as the leader's
+//! (raft is not Byzantine-tolerant). Only authenticated peers close that door (peer TLS).
 
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{ConfState, Message, MessageType, Snapshot};
 
-/// No cluster reaches this term (an election a microsecond for half a million years); a
-/// higher one is forged, and would overflow raft's `term + 1`.
-pub const MAX_TERM: u64 = 1 << 60;
+/// How far ahead of this member's term a message's term may be. With pre-vote, terms move
+/// only when an election can win, so a real member is never this far ahead; a forged term
+/// can push this member's term up by at most this much per message, which keeps `u64`
+/// overflow (raft's `term + 1`) some 2^40 forged messages away. (An absolute cap would be
+/// worse: one message at the cap would leave every election after it refused.)
+pub const MAX_TERM_JUMP: u64 = 1 << 24;
+
+/// The most bytes of context a message or an entry carries: raft's own contexts are a read
+/// request's id or a campaign's kind, a few bytes; raft copies a message's context into its
+/// answer, so a large one would be multiplied.
+pub const MAX_CONTEXT_BYTES: usize = 1024;
 
 /// What the check needs to know of the local raft state.
 pub struct View<'a> {
     pub id: u64,
+    pub term: u64,
     pub last_index: u64,
     /// Whether raft's configuration holds a member (a voter or a learner, incoming or
     /// outgoing).
@@ -44,10 +57,31 @@ pub fn check(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
     if view.knows_members && !(view.is_member)(message.from) {
         return refuse(format!("from {:x}, not a member", message.from));
     }
-    if message.term > MAX_TERM {
-        return refuse(format!("term {} is impossible", message.term));
+    if message.term > view.term.saturating_add(MAX_TERM_JUMP) {
+        return refuse(format!(
+            "term {} is implausibly far ahead of {}",
+            message.term, view.term
+        ));
+    }
+    let entries = message.get_entries();
+    if message.context.len() > MAX_CONTEXT_BYTES
+        || entries.iter().any(|e| e.context.len() > MAX_CONTEXT_BYTES)
+    {
+        return refuse("a context too large".into());
     }
     match kind {
+        // Forwarded requests carry no term (raft-rs panics forwarding one that does) and
+        // something to propose or read.
+        MessageType::MsgPropose | MessageType::MsgReadIndex if message.term != 0 => {
+            refuse(format!("a {kind:?} with term {}", message.term))
+        }
+        MessageType::MsgPropose if entries.is_empty() => refuse("an empty proposal".into()),
+        MessageType::MsgReadIndex | MessageType::MsgReadIndexResp
+            if entries.len() != 1 || entries[0].data.len() > MAX_CONTEXT_BYTES =>
+        {
+            refuse(format!("a {kind:?} without one small request id"))
+        }
+        MessageType::MsgSnapshot => check_snapshot(message.get_snapshot(), message.term),
         MessageType::MsgHeartbeat if message.commit > view.last_index => refuse(format!(
             "heartbeat commits {} but the log ends at {}",
             message.commit, view.last_index
@@ -61,6 +95,40 @@ pub fn check(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
         }
         _ => Ok(()),
     }
+}
+
+/// A snapshot raft can install: a configuration of distinct members (raft-rs panics restoring
+/// one that lists a member twice), not a joint one (this cluster never makes one), and data
+/// that is a state this member can load (else loading it would stop the member).
+fn check_snapshot(snapshot: &Snapshot, term: u64) -> Result<(), Refusal> {
+    let meta = snapshot.get_metadata();
+    if meta.index == 0 || meta.term == 0 || meta.term > term {
+        return Err(Refusal(format!(
+            "a snapshot at index {}, term {} (sender's term {term})",
+            meta.index, meta.term
+        )));
+    }
+    check_conf_state(meta.get_conf_state())?;
+    crate::state::State::restore(&snapshot.data)
+        .map(|_| ())
+        .map_err(|e| Refusal(format!("a snapshot that does not load: {e}")))
+}
+
+fn check_conf_state(conf: &ConfState) -> Result<(), Refusal> {
+    if !conf.voters_outgoing.is_empty() || !conf.learners_next.is_empty() || conf.auto_leave {
+        return Err(Refusal("a joint configuration".into()));
+    }
+    let mut members: Vec<u64> = conf.voters.iter().chain(&conf.learners).copied().collect();
+    let listed = members.len();
+    members.sort_unstable();
+    members.dedup();
+    if conf.voters.is_empty() || members.len() != listed || members.contains(&0) {
+        return Err(Refusal(format!(
+            "a configuration of voters {:?} and learners {:?}",
+            conf.voters, conf.learners
+        )));
+    }
+    Ok(())
 }
 
 /// An append's entries follow its `index` one by one, with terms that never go down, start
@@ -120,6 +188,7 @@ mod tests {
     fn view() -> View<'static> {
         View {
             id: 1,
+            term: 5,
             last_index: 10,
             is_member: &member,
             knows_members: true,
@@ -185,11 +254,12 @@ mod tests {
     fn a_joining_member_hears_the_leader_before_it_knows_the_members() {
         let joining = View {
             id: 1,
+            term: 0,
             last_index: 0,
             is_member: &|_| false,
             knows_members: false,
         };
-        assert_eq!(check(&message(MessageType::MsgSnapshot), &joining), Ok(()));
+        assert_eq!(check(&snapshot(&[1, 2, 3], &[]), &joining), Ok(()));
     }
 
     #[test]
@@ -206,6 +276,86 @@ mod tests {
         let mut m = message(MessageType::MsgRequestVote);
         m.set_term(u64::MAX);
         assert!(check(&m, &view()).is_err());
+    }
+
+    #[test]
+    fn terms_may_run_ahead_but_not_without_bound() {
+        let mut m = message(MessageType::MsgRequestVote);
+        m.set_term(5 + MAX_TERM_JUMP);
+        assert_eq!(check(&m, &view()), Ok(()));
+        m.set_term(6 + MAX_TERM_JUMP);
+        assert!(check(&m, &view()).is_err());
+        // A member already far along (forced there, or just old) still holds elections.
+        let far = View {
+            term: 1 << 60,
+            ..view()
+        };
+        m.set_term((1 << 60) + 1);
+        assert_eq!(check(&m, &far), Ok(()));
+    }
+
+    #[test]
+    fn forwarded_requests_need_something_to_do_and_no_term() {
+        let mut propose = message(MessageType::MsgPropose);
+        propose.set_term(0);
+        assert!(check(&propose, &view()).is_err(), "no entries");
+        propose.set_entries(vec![entry(0, 0)].into());
+        assert_eq!(check(&propose, &view()), Ok(()));
+        propose.set_term(5);
+        assert!(check(&propose, &view()).is_err(), "a term");
+        let mut read = message(MessageType::MsgReadIndex);
+        read.set_term(0);
+        assert!(check(&read, &view()).is_err(), "no request id");
+        read.set_entries(vec![entry(0, 0)].into());
+        assert_eq!(check(&read, &view()), Ok(()));
+        read.set_term(3);
+        assert!(check(&read, &view()).is_err(), "a term");
+        let mut answer = message(MessageType::MsgReadIndexResp);
+        assert!(check(&answer, &view()).is_err());
+        answer.set_entries(vec![entry(0, 0)].into());
+        assert_eq!(check(&answer, &view()), Ok(()));
+    }
+
+    #[test]
+    fn large_contexts_are_refused() {
+        let mut m = message(MessageType::MsgHeartbeat);
+        m.set_context(vec![7; MAX_CONTEXT_BYTES + 1].into());
+        assert!(check(&m, &view()).is_err());
+        m.set_context(vec![7; 8].into());
+        assert_eq!(check(&m, &view()), Ok(()));
+    }
+
+    fn snapshot(voters: &[u64], learners: &[u64]) -> Message {
+        let mut m = message(MessageType::MsgSnapshot);
+        let state = crate::state::State::default();
+        let snap = m.mut_snapshot();
+        snap.set_data(state.save().into());
+        let meta = snap.mut_metadata();
+        meta.set_index(20);
+        meta.set_term(5);
+        meta.mut_conf_state().set_voters(voters.to_vec());
+        meta.mut_conf_state().set_learners(learners.to_vec());
+        m
+    }
+
+    #[test]
+    fn snapshots_must_be_installable() {
+        assert_eq!(check(&snapshot(&[1, 2, 3], &[]), &view()), Ok(()));
+        assert!(
+            check(&snapshot(&[1, 2], &[2]), &view()).is_err(),
+            "a voter and a learner"
+        );
+        assert!(
+            check(&snapshot(&[1, 1], &[]), &view()).is_err(),
+            "a voter twice"
+        );
+        assert!(check(&snapshot(&[], &[]), &view()).is_err(), "no voters");
+        let mut garbage = snapshot(&[1, 2, 3], &[]);
+        garbage.mut_snapshot().set_data(vec![0xff; 64].into());
+        assert!(check(&garbage, &view()).is_err(), "data that does not load");
+        let mut ahead = snapshot(&[1, 2, 3], &[]);
+        ahead.mut_snapshot().mut_metadata().set_term(6);
+        assert!(check(&ahead, &view()).is_err(), "a term past the sender's");
     }
 
     #[test]

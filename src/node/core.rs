@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfState, EntryType, HardState, Message, Snapshot};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,7 +82,7 @@ pub(super) struct Core<R: Runtime> {
     wal: Wal<R::Disk>,
     snapshotter: Snapshotter<R::Disk>,
     shared: Arc<Shared>,
-    inbox: Option<mpsc::UnboundedReceiver<Message>>,
+    inbox: Option<mpsc::Receiver<Message>>,
     commands: mpsc::UnboundedReceiver<Command>,
     waiters: BTreeMap<u64, oneshot::Sender<Result<crate::store::Event, Error>>>,
     /// Proposals raft dropped (no leader yet); tried again every tick while their client waits.
@@ -144,7 +144,7 @@ impl<R: Runtime> Core<R> {
     pub(super) async fn open(
         rt: R,
         config: NodeConfig,
-        inbox: mpsc::UnboundedReceiver<Message>,
+        inbox: mpsc::Receiver<Message>,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(Core<R>, Arc<Shared>), StartError> {
         let disk = rt.disk().clone();
@@ -319,6 +319,7 @@ impl<R: Runtime> Core<R> {
         let is_member = |id: u64| raft.prs().get(id).is_some();
         let view = admission::View {
             id: self.config.id,
+            term: raft.term,
             last_index: raft.raft_log.last_index(),
             is_member: &is_member,
             knows_members: raft.prs().iter().next().is_some(),
@@ -718,7 +719,9 @@ impl<R: Runtime> Core<R> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut store = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+        // Its own handle, so the lock it guards does not hold `self` borrowed.
+        let shared = Arc::clone(&self.shared);
+        let mut store = shared.state.write().unwrap_or_else(|e| e.into_inner());
         let mut removed_self = false;
         for entry in entries {
             if entry.index <= self.applied {
@@ -741,6 +744,11 @@ impl<R: Runtime> Core<R> {
                         }
                     }
                     Ok(proposal) => {
+                        if let (Some(key), Op::Set { key: written, .. }) =
+                            (&self.config.panic_on_key, &proposal.op)
+                        {
+                            assert!(key != written, "fault point: a write to {key}");
+                        }
                         let result = request::apply(&mut store, &proposal);
                         if let Some(waiter) = self.waiters.remove(&proposal.id) {
                             let _ = waiter.send(result);
@@ -754,48 +762,21 @@ impl<R: Runtime> Core<R> {
                 },
                 EntryType::EntryConfChange => {
                     self.conf_applied = true;
-                    let change = ConfChange::parse_from_bytes(&entry.data)
-                        .map_err(|e| format!("entry {}: {e}", entry.index))?;
-                    let context: Option<ConfContext> =
-                        postcard::from_bytes(change.get_context()).ok();
-                    let id = change.node_id;
-                    let adding = change.get_change_type() == raft::eraftpb::ConfChangeType::AddNode;
-                    // The same check again, on the replicated table: every member decides alike,
-                    // and two changes that passed their first check one at a time cannot both
-                    // slip through. A refused change must not reach raft's apply_conf_change.
-                    let outcome = match &context {
-                        Some(ctx) if adding => {
-                            store.members.add(id, ctx.peer_urls.clone(), ctx.strict)
+                    match ConfChange::parse_from_bytes(&entry.data) {
+                        Ok(change) => {
+                            removed_self |= self.apply_member_change(&mut store, &entry, change)?
                         }
-                        Some(ctx) => store.members.remove(id, ctx.strict).map(|_| ()),
-                        // Every change a member proposes says which request it answers; one
-                        // without is forged, and applying it would change raft's voters
-                        // behind the member table's back (and so its quorum).
-                        None => Err(MembershipError::Unavailable(
-                            "a membership change without its request".into(),
-                        )),
-                    };
-                    if outcome.is_ok() {
-                        apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, &entry)?;
-                        if let (true, Some(ctx)) = (adding, &context) {
-                            self.rt.net().add_peer(id, &ctx.peer_urls);
-                        }
-                        if !adding && id == self.config.id {
-                            removed_self = true;
-                        }
-                    }
-                    if let Some(ctx) = context {
-                        if self.conf_pending == Some(ctx.request) {
-                            self.conf_pending = None;
-                        }
-                        if let Some(waiter) = self.member_waiters.remove(&ctx.request) {
-                            let _ = waiter.send(outcome);
-                        }
+                        // Forged, like an undecodable proposal: skipped by every member alike.
+                        Err(e) => eprintln!("etcd: skipped membership entry {}: {e}", entry.index),
                     }
                 }
+                // This cluster changes members one at a time and never makes a joint
+                // configuration, so no member writes these: skipped by every member alike.
                 EntryType::EntryConfChangeV2 => {
-                    self.conf_applied = true;
-                    apply_conf_change::<ConfChangeV2>(&mut self.raw, &self.storage, &entry)?
+                    eprintln!(
+                        "etcd: skipped entry {}: a joint membership change",
+                        entry.index
+                    )
                 }
             }
             self.applied = entry.index;
@@ -833,6 +814,63 @@ impl<R: Runtime> Core<R> {
     }
 
     /// A snapshot from the leader: it replaces the log and the store.
+    /// Applies one membership change (adding or removing a voter) to the member table and to
+    /// raft together, or to neither; `true` when it removed this member.
+    fn apply_member_change(
+        &mut self,
+        state: &mut State,
+        entry: &raft::eraftpb::Entry,
+        change: ConfChange,
+    ) -> Result<bool, Fatal> {
+        use raft::eraftpb::ConfChangeType;
+        let context: Option<ConfContext> = postcard::from_bytes(change.get_context()).ok();
+        let id = change.node_id;
+        let kind = change.get_change_type();
+        let last_voter = self.raw.raft.prs().conf().to_conf_state().voters == [id];
+        // The same check again, on the replicated table: every member decides alike, and two
+        // changes that passed their first check one at a time cannot both slip through. A
+        // refused change must not reach raft's apply_conf_change.
+        let outcome = match (kind, &context) {
+            (ConfChangeType::AddNode, Some(ctx)) => {
+                state.members.add(id, ctx.peer_urls.clone(), ctx.strict)
+            }
+            // raft refuses a configuration without voters; refused here first, so the table
+            // and raft never part.
+            (ConfChangeType::RemoveNode, Some(_)) if last_voter => Err(
+                MembershipError::Unavailable("the last member cannot be removed".into()),
+            ),
+            (ConfChangeType::RemoveNode, Some(ctx)) => {
+                state.members.remove(id, ctx.strict).map(|_| ())
+            }
+            (ConfChangeType::AddLearnerNode, Some(_)) => Err(MembershipError::Unavailable(
+                "learner members are not supported".into(),
+            )),
+            // Every change a member proposes says which request it answers; one without is
+            // forged, and applying it would change raft's voters behind the member table's
+            // back (and so its quorum).
+            (_, None) => Err(MembershipError::Unavailable(
+                "a membership change without its request".into(),
+            )),
+        };
+        let mut removed_self = false;
+        if outcome.is_ok() {
+            apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, entry)?;
+            match (kind, &context) {
+                (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
+                _ => removed_self = id == self.config.id,
+            }
+        }
+        if let Some(ctx) = context {
+            if self.conf_pending == Some(ctx.request) {
+                self.conf_pending = None;
+            }
+            if let Some(waiter) = self.member_waiters.remove(&ctx.request) {
+                let _ = waiter.send(outcome);
+            }
+        }
+        Ok(removed_self)
+    }
+
     async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Fatal> {
         let meta = snapshot.get_metadata().clone();
         let state = State::restore(&snapshot.data)?;
@@ -979,7 +1017,7 @@ fn no_leader() -> MembershipError {
     MembershipError::Unavailable("etcdserver: no leader to take the change; try again".into())
 }
 
-async fn recv_or_wait(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
+async fn recv_or_wait(inbox: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
     match inbox {
         Some(inbox) => inbox.recv().await,
         None => std::future::pending().await,

@@ -63,6 +63,10 @@ pub struct NodeConfig {
     /// A deliberately broken mode for tests: acknowledge writes without fsync. The simulator
     /// must catch it.
     pub unsafe_skip_fsync: bool,
+    /// A fault point for tests: the raft task panics when it applies a write to this key, so
+    /// tests can prove what happens to a member whose raft task dies. Set only by debug builds
+    /// of the server (from `ETCDRS_TEST_PANIC_ON_KEY`).
+    pub panic_on_key: Option<String>,
 }
 
 impl NodeConfig {
@@ -86,6 +90,7 @@ impl NodeConfig {
             sync_interval: Duration::from_millis(500),
             history_capacity: crate::store::DEFAULT_HISTORY_CAPACITY,
             unsafe_skip_fsync: false,
+            panic_on_key: None,
         }
     }
 }
@@ -164,6 +169,10 @@ pub enum PeerReport {
     RemovedByPeer,
 }
 
+/// Raft messages waiting for the member: beyond this the transport drops what arrives (raft
+/// sends again), so peers that send faster than the member steps cannot grow its memory.
+pub const INBOX_CAPACITY: usize = 4096;
+
 fn timed_out() -> Error {
     Error::new(ErrorCode::RaftInternal, "etcdserver: request timed out", 0)
 }
@@ -187,7 +196,7 @@ impl<R: Runtime> Node<R> {
     pub async fn start(
         rt: R,
         config: NodeConfig,
-        inbox: mpsc::UnboundedReceiver<Message>,
+        inbox: mpsc::Receiver<Message>,
     ) -> Result<Node<R>, StartError> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let timeout = config.request_timeout;

@@ -110,7 +110,7 @@ pub struct SimNet {
 
 #[derive(Default)]
 struct NetState {
-    inboxes: BTreeMap<u64, mpsc::UnboundedSender<Message>>,
+    inboxes: BTreeMap<u64, mpsc::Sender<Message>>,
     /// Directed links (from, to) that drop everything.
     cut: BTreeSet<(u64, u64)>,
     config: NetConfig,
@@ -128,8 +128,8 @@ impl SimNet {
     }
 
     /// Registers (or, after a restart, replaces) a member's inbox.
-    pub fn listen(&self, id: u64) -> mpsc::UnboundedReceiver<Message> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn listen(&self, id: u64) -> mpsc::Receiver<Message> {
+        let (tx, rx) = mpsc::channel(crate::node::INBOX_CAPACITY);
         self.state().inboxes.insert(id, tx);
         rx
     }
@@ -190,7 +190,7 @@ impl SimNet {
                 && state
                     .inboxes
                     .get(&to)
-                    .is_some_and(|inbox| inbox.send(message).is_ok());
+                    .is_some_and(|inbox| inbox.try_send(message).is_ok());
             if delivered {
                 state.delivered += 1;
             } else {

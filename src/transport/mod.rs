@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use protobuf::Message as _;
@@ -48,11 +48,18 @@ pub fn max_messages_body(max_request_bytes: usize) -> usize {
 }
 /// The largest snapshot a member accepts (the whole store, serialised).
 pub const MAX_SNAPSHOT_BODY: usize = 1 << 30;
-/// Message batches read at once: each peer sends one at a time, so a handful is plenty;
-/// beyond it a request waits its turn instead of adding to memory.
-const CONCURRENT_MESSAGE_BODIES: usize = 8;
+/// Bytes of message batches held at once across every peer connection, at least (twice the
+/// largest batch when that is more). Taken as bytes arrive, so a connection that stalls holds
+/// only what it sent, and what peers can make this member hold is bounded by the bytes they
+/// really send; beyond it a batch waits for room.
+const MESSAGE_BYTES_IN_FLIGHT: usize = 64 << 20;
+/// A batch must arrive whole within this: a real peer's lane gives up after 5 s.
+const MESSAGE_BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// Snapshots read at once: only a leader sends them, one at a time.
 const CONCURRENT_SNAPSHOT_BODIES: usize = 1;
+/// A snapshot may take long to arrive, but not stall: no byte for this long ends it.
+const SNAPSHOT_STALL: Duration = Duration::from_secs(10);
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(600);
 
 /// The two kinds of peer request, each with its own path and limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,10 +400,12 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
 pub struct Inbound {
     cluster_id: u64,
     member_id: u64,
-    inbox: mpsc::UnboundedSender<Message>,
+    inbox: mpsc::Sender<Message>,
     max_messages_body: usize,
-    message_bodies: Arc<Semaphore>,
-    snapshot_bodies: Arc<Semaphore>,
+    message_bytes: Semaphore,
+    snapshot_bodies: Semaphore,
+    /// Messages dropped because the member's inbox was full.
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Inbound {
@@ -405,16 +414,18 @@ impl Inbound {
     pub fn new(
         cluster_id: u64,
         member_id: u64,
-        inbox: mpsc::UnboundedSender<Message>,
+        inbox: mpsc::Sender<Message>,
         max_request_bytes: usize,
     ) -> Inbound {
+        let max_messages_body = max_messages_body(max_request_bytes);
         Inbound {
             cluster_id,
             member_id,
             inbox,
-            max_messages_body: max_messages_body(max_request_bytes),
-            message_bodies: Arc::new(Semaphore::new(CONCURRENT_MESSAGE_BODIES)),
-            snapshot_bodies: Arc::new(Semaphore::new(CONCURRENT_SNAPSHOT_BODIES)),
+            max_messages_body,
+            message_bytes: Semaphore::new(MESSAGE_BYTES_IN_FLIGHT.max(2 * max_messages_body)),
+            snapshot_bodies: Semaphore::new(CONCURRENT_SNAPSHOT_BODIES),
+            dropped: Default::default(),
         }
     }
 
@@ -456,12 +467,11 @@ impl Inbound {
         if declared.is_some_and(|n| n > max_body as u64) {
             return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n");
         }
-        // Held while the body is read and decoded: the memory peers can make this member
-        // hold is a few bodies, however many connections they open.
-        let _permit = match lane {
-            Lane::Messages => self.message_bodies.acquire().await,
+        // Held until the batch is in the inbox: what peers can make this member hold.
+        let _snapshot_slot = match lane {
+            Lane::Messages => None,
             Lane::Snapshots => match self.snapshot_bodies.try_acquire() {
-                Ok(permit) => Ok(permit),
+                Ok(permit) => Some(permit),
                 Err(_) => {
                     return text_response(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -470,19 +480,38 @@ impl Inbound {
                 }
             },
         };
-        let body = match Limited::new(request.into_body(), max_body).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let reading = match lane {
+            Lane::Messages => BodyRead {
+                max: max_body,
+                budget: Some(&self.message_bytes),
+                deadline: MESSAGE_BODY_DEADLINE,
+                stall: MESSAGE_BODY_DEADLINE,
+            },
+            Lane::Snapshots => BodyRead {
+                max: max_body,
+                budget: None,
+                deadline: SNAPSHOT_DEADLINE,
+                stall: SNAPSHOT_STALL,
+            },
+        };
+        let (body, _held) = match reading.read(request.into_body()).await {
+            Ok(read) => read,
+            Err(BodyError::TooLarge) => {
                 return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n")
             }
-            Err(_) => return text_response(StatusCode::BAD_REQUEST, "unreadable body\n"),
+            Err(BodyError::TooSlow) => {
+                return text_response(StatusCode::REQUEST_TIMEOUT, "raft messages too slow\n")
+            }
+            Err(BodyError::Broken) => {
+                return text_response(StatusCode::BAD_REQUEST, "unreadable body\n")
+            }
         };
         match decode(lane, &body) {
             Ok(messages) => {
                 // A peer with this member's URL but another's id (swapped URLs) must not be
                 // stepped here.
                 for message in messages.into_iter().filter(|m| m.to == self.member_id) {
-                    let _ = self.inbox.send(message);
+                    self.deliver(message);
                 }
                 let mut response = Response::new(full(Bytes::new()));
                 *response.status_mut() = StatusCode::NO_CONTENT;
@@ -490,6 +519,88 @@ impl Inbound {
             }
             Err(_) => text_response(StatusCode::BAD_REQUEST, "undecodable raft messages\n"),
         }
+    }
+
+    /// Hands a message to the member, or drops it when the member's inbox is full (raft
+    /// sends again), saying so at the 1st, 2nd, 4th, 8th… drop.
+    fn deliver(&self, message: Message) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.inbox.try_send(message) {
+            let dropped = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if dropped.is_power_of_two() {
+                eprintln!("etcd: the raft inbox is full; {dropped} peer messages dropped so far");
+            }
+        }
+    }
+}
+
+/// How one peer request body is read: its size limit, the memory budget it draws on, and how
+/// long it may take in all and between two pieces.
+struct BodyRead<'a> {
+    max: usize,
+    budget: Option<&'a Semaphore>,
+    deadline: Duration,
+    stall: Duration,
+}
+
+enum BodyError {
+    TooLarge,
+    TooSlow,
+    Broken,
+}
+
+/// Budget bytes a body holds, returned when it is dropped.
+struct Held<'a> {
+    budget: Option<&'a Semaphore>,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget {
+            budget.add_permits(self.bytes);
+        }
+    }
+}
+
+impl<'a> BodyRead<'a> {
+    async fn read(&self, mut body: hyper::body::Incoming) -> Result<(Bytes, Held<'a>), BodyError> {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let mut held = Held {
+            budget: self.budget,
+            bytes: 0,
+        };
+        let mut out = bytes::BytesMut::new();
+        loop {
+            let wait = self
+                .stall
+                .min(until.saturating_duration_since(tokio::time::Instant::now()));
+            let frame = match tokio::time::timeout(wait, body.frame()).await {
+                Err(_) => return Err(BodyError::TooSlow),
+                Ok(None) => break,
+                Ok(Some(Err(_))) => return Err(BodyError::Broken),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if out.len() + data.len() > self.max {
+                return Err(BodyError::TooLarge);
+            }
+            if let Some(budget) = self.budget {
+                let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+                match tokio::time::timeout_at(until, budget.acquire_many(n)).await {
+                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Err(_)) => return Err(BodyError::Broken),
+                    Err(_) => return Err(BodyError::TooSlow),
+                }
+                held.bytes += data.len();
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok((out.freeze(), held))
     }
 }
 
