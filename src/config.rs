@@ -16,7 +16,9 @@ use crate::membership;
 #[command(
     name = "etcd",
     about = "A distributed, consistent key-value store for shared configuration and service discovery.",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // Go's flag package: a flag given twice keeps its last value.
+    args_override_self = true
 )]
 pub struct Flags {
     /// Human-readable name for this member.
@@ -249,6 +251,95 @@ fn url_list(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
     Ok(urls)
 }
 
+/// TLS is not built yet: an `https://` URL must not be served (or advertised) in plaintext.
+fn refuse_tls(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
+    match urls.iter().find(|u| u.scheme == "https") {
+        Some(url) => Err(ConfigError(format!(
+            "--{flag}: {url} asks for TLS, which this etcd does not support yet; use http:// (serving https:// URLs in plaintext would mislead every client)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// etcd's flags this etcd does not have yet. Given on the command line or as an `ETCD_*`
+/// variable, each one stops the start with a clear message: ignoring, say, `--cert-file`
+/// would serve in plaintext what the operator asked to encrypt.
+pub const UNBUILT_FLAGS: &[(&str, &str)] = &[
+    ("cert-file", "TLS"),
+    ("key-file", "TLS"),
+    ("client-cert-auth", "TLS"),
+    ("trusted-ca-file", "TLS"),
+    ("ca-file", "TLS"),
+    ("client-crl-file", "TLS"),
+    ("auto-tls", "TLS"),
+    ("peer-cert-file", "TLS"),
+    ("peer-key-file", "TLS"),
+    ("peer-client-cert-auth", "TLS"),
+    ("peer-trusted-ca-file", "TLS"),
+    ("peer-ca-file", "TLS"),
+    ("peer-auto-tls", "TLS"),
+    ("proxy", "proxy mode"),
+    ("proxy-failure-wait", "proxy mode"),
+    ("proxy-refresh-interval", "proxy mode"),
+    ("proxy-dial-timeout", "proxy mode"),
+    ("proxy-write-timeout", "proxy mode"),
+    ("proxy-read-timeout", "proxy mode"),
+    ("discovery", "discovery"),
+    ("discovery-fallback", "discovery"),
+    ("discovery-proxy", "discovery"),
+    ("discovery-srv", "discovery"),
+    ("force-new-cluster", "disaster recovery"),
+    ("debug", "logging"),
+    ("log-package-levels", "logging"),
+    ("enable-pprof", "profiling"),
+    ("listen-metrics-urls", "metrics"),
+];
+
+/// The environment variable etcd reads for a flag: `--peer-cert-file` is
+/// `ETCD_PEER_CERT_FILE`.
+pub fn env_name(flag: &str) -> String {
+    format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Refuses a flag or variable of a feature not built yet; reports `ETCD_*` variables that
+/// name no flag at all (etcd logs these and goes on). `env` is the process environment.
+pub fn check_unbuilt(
+    args: &[String],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let unbuilt = |name: &str| UNBUILT_FLAGS.iter().find(|(flag, _)| *flag == name);
+    for arg in args.iter().skip(1) {
+        let name = arg.trim_start_matches('-');
+        let name = name.split_once('=').map_or(name, |(n, _)| n);
+        if arg.starts_with('-') {
+            if let Some((flag, feature)) = unbuilt(name) {
+                return Err(ConfigError(format!(
+                    "--{flag} is not supported yet ({feature}); refusing to start without it"
+                )));
+            }
+        }
+    }
+    use clap::CommandFactory;
+    let known: BTreeSet<String> = Flags::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .filter_map(|e| e.to_str().map(str::to_owned))
+        .collect();
+    let mut warnings = Vec::new();
+    for (key, value) in env {
+        if !key.starts_with("ETCD_") || known.contains(&key) {
+            continue;
+        }
+        if let Some((flag, feature)) = UNBUILT_FLAGS.iter().find(|(f, _)| env_name(f) == key) {
+            return Err(ConfigError(format!(
+                "{key} is set, but --{flag} is not supported yet ({feature}); refusing to start without it"
+            )));
+        }
+        warnings.push(format!("unrecognized environment variable {key}={value}"));
+    }
+    Ok(warnings)
+}
+
 fn strings(urls: &[Url]) -> Vec<String> {
     urls.iter().map(Url::to_string).collect()
 }
@@ -283,15 +374,18 @@ impl Config {
             }
         };
         let listen_peer_urls = url_list("listen-peer-urls", &flags.listen_peer_urls)?;
+        refuse_tls("listen-peer-urls", &listen_peer_urls)?;
         let listen_client_urls = url_list("listen-client-urls", &flags.listen_client_urls)?;
-        let advertise_client_urls = strings(&url_list(
-            "advertise-client-urls",
-            &flags.advertise_client_urls,
-        )?);
-        let advertise_peer_urls = strings(&url_list(
+        refuse_tls("listen-client-urls", &listen_client_urls)?;
+        let advertise_client = url_list("advertise-client-urls", &flags.advertise_client_urls)?;
+        refuse_tls("advertise-client-urls", &advertise_client)?;
+        let advertise_client_urls = strings(&advertise_client);
+        let advertise_peer = url_list(
             "initial-advertise-peer-urls",
             &flags.initial_advertise_peer_urls,
-        )?);
+        )?;
+        refuse_tls("initial-advertise-peer-urls", &advertise_peer)?;
+        let advertise_peer_urls = strings(&advertise_peer);
 
         let cluster_text = flags
             .initial_cluster
@@ -374,9 +468,9 @@ fn parse_initial_cluster(text: &str, token: &str) -> Result<Vec<InitialMember>, 
         let (name, url) = entry
             .split_once('=')
             .ok_or_else(|| ConfigError(format!("--initial-cluster: {entry:?} is not name=url")))?;
-        let url = Url::parse(url)
-            .map_err(|e| ConfigError(format!("--initial-cluster: {e}")))?
-            .to_string();
+        let url = Url::parse(url).map_err(|e| ConfigError(format!("--initial-cluster: {e}")))?;
+        refuse_tls("initial-cluster", std::slice::from_ref(&url))?;
+        let url = url.to_string();
         if !urls_seen.insert(url.clone()) {
             return Err(ConfigError(format!(
                 "--initial-cluster has {url} more than once"

@@ -288,6 +288,17 @@ fn values_come_from_standard_input_when_not_given() {
 fn bad_arguments_connections_and_commands_exit_as_etcdctl() {
     let (_members, e) = single("ctl-errors");
     let e = e.as_str();
+    // Flags come before arguments, as Go parses them: an unknown one is a usage error (it was
+    // once read as the key `/--bogus`); after the first argument, dashes are arguments.
+    expect(
+        e,
+        "get --bogus /a",
+        1,
+        "",
+        "Incorrect Usage: flag provided but not defined: -bogus\n",
+    );
+    expect(e, "set /dash -5", 0, "-5\n", "");
+    expect(e, "get /dash --bogus", 0, "-5\n", "");
     for command in [
         "set",
         "get",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn add(port: u16, peer_url: &str) -> Reply {
-    http(
+    http_json(
         "POST",
         port,
         "/v2/members",

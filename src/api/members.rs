@@ -33,6 +33,7 @@ async fn peer_urls<R: Runtime>(
     app: &App<R>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Vec<String>, Box<Response<Body>>> {
+    json_body(&request)?;
     let bad = |why: String| Box::new(message(StatusCode::BAD_REQUEST, &why));
     let body = super::read_body(app, request.into_body(), app.max_body)
         .await
@@ -41,26 +42,85 @@ async fn peer_urls<R: Runtime>(
 }
 
 /// A members write's body, `{"peerURLs": [...]}`: the URLs made canonical, or why the body is
-/// refused (a 400).
+/// refused (a 400), in the words etcd (Go's URL checks) uses.
 pub fn parse_peer_urls(body: &[u8]) -> Result<Vec<String>, String> {
-    let parsed: PeerUrls =
-        serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))?;
+    let parsed: PeerUrls = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     if parsed.peer_urls.is_empty() {
-        return Err("peerURLs cannot be empty".into());
+        return Err("no valid URLs given".into());
     }
-    parsed
-        .peer_urls
-        .iter()
-        .map(|u| {
-            Url::parse(u)
-                .map(|u| u.to_string())
-                .map_err(|e| e.to_string())
-        })
-        .collect()
+    parsed.peer_urls.iter().map(|u| peer_url(u)).collect()
 }
 
-/// `path` is `/v2/members` or `/v2/members/<id>`; GETs are served by the caller.
+/// One peer URL as etcd's `types.NewURLs` checks it.
+fn peer_url(text: &str) -> Result<String, String> {
+    let scheme = text.split_once("://").map_or("", |(s, _)| s);
+    if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
+        return Err(format!(
+            "URL scheme must be http, https, unix, or unixs: {text}"
+        ));
+    }
+    if scheme != "http" {
+        return Err(format!(
+            "URL scheme {scheme} is not supported yet (TLS and unix sockets): {text}"
+        ));
+    }
+    let rest = &text[scheme.len() + 3..];
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if !path.is_empty() && path != "/" {
+        return Err(format!("URL must not contain a path: {text}"));
+    }
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && !port.is_empty() && !host.ends_with('['));
+    if !has_port {
+        return Err(format!(
+            "URL address does not have the form \"host:port\": {text}"
+        ));
+    }
+    Url::parse(text)
+        .map(|u| u.to_string())
+        .map_err(|e| format!("parse {text:?}: {e}"))
+}
+
+/// etcd answers a members write only in JSON: anything else is 415 and changes nothing.
+fn json_body<B>(request: &Request<B>) -> Result<(), Box<Response<Body>>> {
+    let header = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Go's mime.ParseMediaType: the type before any parameters, lower-cased.
+    let media_type = header
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media_type == "application/json" {
+        return Ok(());
+    }
+    Err(Box::new(message(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        &format!("Bad Content-Type {media_type}, accept application/json"),
+    )))
+}
+
+/// `path` is `/v2/members` or `/v2/members/<id>`; GETs of the list are served by the caller.
+/// Every answer names the cluster, as etcd's do.
 pub async fn handle<R: Runtime>(
+    app: &Arc<App<R>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let mut response = answer(app, request).await;
+    super::set_header(
+        &mut response,
+        "X-Etcd-Cluster-ID",
+        crate::membership::format_id(app.cluster_id),
+    );
+    response
+}
+
+async fn answer<R: Runtime>(
     app: &Arc<App<R>>,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
@@ -118,7 +178,9 @@ pub async fn handle<R: Runtime>(
                 Err(e) => refused(&e),
             }
         }
-        (_, None) => method_not_allowed("GET, POST"),
-        (_, Some(_)) => method_not_allowed("DELETE, PUT"),
+        // etcd serves no single member: a GET of one is "Not found".
+        (Method::GET | Method::HEAD, Some(_)) => message(StatusCode::NOT_FOUND, "Not found"),
+        (_, None) => method_not_allowed("GET,POST"),
+        (_, Some(_)) => method_not_allowed("GET,POST,DELETE,PUT"),
     }
 }

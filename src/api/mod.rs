@@ -215,7 +215,7 @@ pub async fn handle<R: Runtime>(
                 }
                 None => get_only(json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"message":"During Leader Election"}"#.to_owned(),
+                    r#"{"message":"During election"}"#.to_owned(),
                 )),
             }
         }

@@ -4,6 +4,17 @@ use etcd::config::Config;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match etcd::config::check_unbuilt(&args, std::env::vars()) {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("etcd: {warning}");
+            }
+        }
+        Err(e) => {
+            eprintln!("etcd: {e}");
+            std::process::exit(1);
+        }
+    }
     let config = match Config::from_args(args.clone()) {
         Ok(Ok(config)) => config,
         Ok(Err(e)) => {
@@ -15,7 +26,8 @@ fn main() {
             return;
         }
         Err(e) => {
-            eprint!("{e}");
+            // Go's flag package: one line saying what was wrong, and status 2.
+            eprintln!("{}", go_flag_error(&e));
             std::process::exit(2);
         }
     };
@@ -41,5 +53,38 @@ fn main() {
     if let Err(e) = runtime.block_on(etcd::server::run(config)) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
+    }
+}
+
+/// A command-line error in the words of Go's flag package, which etcd prints.
+fn go_flag_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    // clap names a flag `--snapshot-count <SNAPSHOT_COUNT>`; Go says `-snapshot-count`.
+    let flag = context(ContextKind::InvalidArg);
+    let flag = flag.split_whitespace().next().unwrap_or("");
+    let flag = format!("-{}", flag.trim_start_matches('-'));
+    match e.kind() {
+        ErrorKind::UnknownArgument => format!("flag provided but not defined: {flag}"),
+        ErrorKind::InvalidValue if context(ContextKind::InvalidValue).is_empty() => {
+            format!("flag needs an argument: {flag}")
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => format!(
+            "invalid value {:?} for flag {flag}: parse error",
+            context(ContextKind::InvalidValue)
+        ),
+        ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
+            format!("flag needs an argument: {flag}")
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("bad arguments")
+            .trim_start_matches("error: ")
+            .to_owned(),
     }
 }

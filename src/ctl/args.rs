@@ -70,9 +70,12 @@ pub struct Cli {
 }
 
 /// A command's arguments, taken as given (extra ones are ignored, as etcdctl ignores them).
+/// As with Go's flag package, flags come first: a `-x` before the first argument is a flag
+/// (an unknown one is a usage error, never a key), and everything from the first argument on
+/// is an argument, dashes or not (`set /k -5` sets `-5`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct Rest {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 
@@ -343,6 +346,21 @@ pub fn parse(args: Vec<String>) -> Result<Cli, Exit> {
                     return Err(Exit::new(
                         EXIT_BAD_AUTH,
                         format!("No help topic for '{name}'\n"),
+                    ));
+                }
+                ErrorKind::UnknownArgument => {
+                    // etcdctl's (urfave/cli's) words.
+                    let flag = e
+                        .get(clap::error::ContextKind::InvalidArg)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    let flag = flag.split_whitespace().next().unwrap_or("");
+                    return Err(Exit::new(
+                        EXIT_BAD_ARGS,
+                        format!(
+                            "Incorrect Usage: flag provided but not defined: -{}\n",
+                            flag.trim_start_matches('-')
+                        ),
                     ));
                 }
                 _ => EXIT_BAD_ARGS,

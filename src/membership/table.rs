@@ -42,15 +42,12 @@ impl MembershipError {
 impl fmt::Display for MembershipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MembershipError::IdExists(id) => {
-                write!(f, "Member ID {} already exists", format_id(*id))
+            // etcd's words, which clients show as they are.
+            MembershipError::IdExists(_) => f.write_str("membership: ID exists"),
+            MembershipError::PeerUrlExists(_) => f.write_str("membership: peerURL exists"),
+            MembershipError::IdRemoved(id) => {
+                write!(f, "Member permanently removed: {}", format_id(*id))
             }
-            MembershipError::PeerUrlExists(url) => write!(f, "Peer URL {url} already exists"),
-            MembershipError::IdRemoved(id) => write!(
-                f,
-                "Member {} has been removed and cannot return",
-                format_id(*id)
-            ),
             MembershipError::IdNotFound(id) => write!(f, "No such member: {}", format_id(*id)),
             MembershipError::Unavailable(why) => f.write_str(why),
             MembershipError::NotEnoughStarted {

@@ -39,16 +39,42 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection; `None` if the server cannot be reached.
+/// One HTTP/1.1 request with a form body on a fresh connection; `None` if the server cannot
+/// be reached.
 pub fn http(method: &str, port: u16, path: &str, form: &str) -> Option<Reply> {
+    request(
+        method,
+        port,
+        path,
+        Some("application/x-www-form-urlencoded"),
+        form,
+    )
+}
+
+/// One HTTP/1.1 request with a JSON body (the members API's).
+pub fn http_json(method: &str, port: u16, path: &str, json: &str) -> Option<Reply> {
+    request(method, port, path, Some("application/json"), json)
+}
+
+/// One HTTP/1.1 request with the given content type (or none) on a fresh connection.
+pub fn request(
+    method: &str,
+    port: u16,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Option<Reply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .ok()?;
+    let typed = content_type
+        .map(|t| format!("Content-Type: {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
+         {typed}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
