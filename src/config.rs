@@ -43,28 +43,28 @@ pub struct Flags {
     #[arg(
         long,
         env = "ETCD_LISTEN_PEER_URLS",
-        default_value = "http://localhost:2380"
+        default_value = "http://localhost:2380,http://localhost:7001"
     )]
     pub listen_peer_urls: String,
     /// List of URLs to listen on for client traffic.
     #[arg(
         long,
         env = "ETCD_LISTEN_CLIENT_URLS",
-        default_value = "http://localhost:2379"
+        default_value = "http://localhost:2379,http://localhost:4001"
     )]
     pub listen_client_urls: String,
     /// List of this member's client URLs to advertise to the public.
     #[arg(
         long,
         env = "ETCD_ADVERTISE_CLIENT_URLS",
-        default_value = "http://localhost:2379"
+        default_value = "http://localhost:2379,http://localhost:4001"
     )]
     pub advertise_client_urls: String,
     /// List of this member's peer URLs to advertise to the rest of the cluster.
     #[arg(
         long,
         env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-        default_value = "http://localhost:2380"
+        default_value = "http://localhost:2380,http://localhost:7001"
     )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping (default: ${name}=${initial-advertise-peer-urls}).
@@ -387,10 +387,14 @@ impl Config {
         refuse_tls("initial-advertise-peer-urls", &advertise_peer)?;
         let advertise_peer_urls = strings(&advertise_peer);
 
-        let cluster_text = flags
-            .initial_cluster
-            .clone()
-            .unwrap_or_else(|| format!("{}={}", flags.name, advertise_peer_urls.join(",")));
+        let cluster_text = flags.initial_cluster.clone().unwrap_or_else(|| {
+            // etcd's `name=url1,name=url2`, one entry per advertised peer URL.
+            advertise_peer_urls
+                .iter()
+                .map(|url| format!("{}={url}", flags.name))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         let initial_cluster = parse_initial_cluster(&cluster_text, &flags.initial_cluster_token)?;
         let me = initial_cluster
             .iter()
@@ -520,8 +524,22 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.name, "default");
         assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
-        assert_eq!(c.listen_client_urls[0].to_string(), "http://localhost:2379");
-        assert_eq!(c.listen_peer_urls[0].to_string(), "http://localhost:2380");
+        // etcd 2.x's defaults still listen on the legacy ports 4001 and 7001 too.
+        let urls = |u: &[Url]| u.iter().map(Url::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            urls(&c.listen_client_urls),
+            ["http://localhost:2379", "http://localhost:4001"]
+        );
+        assert_eq!(
+            urls(&c.listen_peer_urls),
+            ["http://localhost:2380", "http://localhost:7001"]
+        );
+        assert_eq!(
+            c.advertise_client_urls,
+            ["http://localhost:2379", "http://localhost:4001"]
+        );
+        // And so the default member has the id etcd 2.x's documentation shows.
+        assert_eq!(crate::membership::format_id(c.id), "ce2a822cea30bfca");
         assert_eq!(c.heartbeat, Duration::from_millis(100));
         assert_eq!(c.election, Duration::from_millis(1000));
         assert_eq!(c.snapshot_count, 10_000);

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,13 +29,14 @@ pub struct DataDirLock {
 }
 
 fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
-    std::fs::create_dir_all(dir)
+    crate::runtime::create_private_dir(dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
     let path = dir.join("lock");
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(crate::runtime::PRIVATE_FILE)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     file.try_lock()
@@ -63,9 +65,14 @@ fn read_identity(dir: &Path) -> Result<Option<(u64, u64)>, String> {
 
 fn write_identity(dir: &Path, id: u64, cluster_id: u64) -> Result<(), String> {
     let path = dir.join("member").join("identity");
-    std::fs::create_dir_all(dir.join("member")).map_err(|e| e.to_string())?;
-    let mut file =
-        File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::runtime::create_private_dir(&dir.join("member")).map_err(|e| e.to_string())?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::runtime::PRIVATE_FILE)
+        .open(&path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let text = format!(
         "member {} of cluster {}",
         format_id(id),
@@ -79,27 +86,31 @@ fn write_identity(dir: &Path, id: u64, cluster_id: u64) -> Result<(), String> {
 /// Which member this is, of which cluster: from the data dir if it has been here before;
 /// for a new cluster from the flags; for a member joining a running cluster, from that
 /// cluster, which chose the id when the member was added (with `POST /v2/members`).
-async fn identity(config: &Config) -> Result<(u64, u64, Vec<Member>), String> {
+///
+/// Like etcd, a member that has been here before ignores the bootstrap flags
+/// (`--initial-cluster`, `--initial-cluster-token`, `--initial-cluster-state`) and says so.
+/// The identity is written only once the member has started (see [`run`]), so a start that
+/// fails leaves nothing that would refuse a corrected one. The flag `true` says it is new.
+async fn identity(config: &Config) -> Result<(u64, u64, Vec<Member>, bool), String> {
     let dir = &config.data_dir;
     match (read_identity(dir)?, config.new_cluster) {
-        (Some(ids), false) => Ok((ids.0, ids.1, Vec::new())),
-        (Some(ids), true) if ids == (config.id, config.cluster_id) => Ok((ids.0, ids.1, Vec::new())),
-        (Some((id, cluster)), true) => Err(format!(
-            "data dir {} holds member {} of cluster {}, not member {} of cluster {} (from --initial-cluster and --initial-cluster-token)",
-            dir.display(),
-            format_id(id),
-            format_id(cluster),
-            format_id(config.id),
-            format_id(config.cluster_id)
-        )),
-        (None, true) => {
-            write_identity(dir, config.id, config.cluster_id)?;
-            Ok((config.id, config.cluster_id, Vec::new()))
+        (Some((id, cluster)), _) => {
+            // A restart with the same bootstrap flags is the usual case; anything else is
+            // worth a line.
+            if !config.new_cluster || (id, cluster) != (config.id, config.cluster_id) {
+                eprintln!(
+                    "etcd: the data dir {} already holds member {} of cluster {}: starting as that member; --initial-cluster, --initial-cluster-token and --initial-cluster-state only bootstrap a new member and are ignored",
+                    dir.display(),
+                    format_id(id),
+                    format_id(cluster)
+                );
+            }
+            Ok((id, cluster, Vec::new(), false))
         }
+        (None, true) => Ok((config.id, config.cluster_id, Vec::new(), true)),
         (None, false) => {
             let (id, cluster_id, members) = join_cluster(config).await?;
-            write_identity(dir, id, cluster_id)?;
-            Ok((id, cluster_id, members))
+            Ok((id, cluster_id, members, true))
         }
     }
 }
@@ -176,6 +187,20 @@ async fn fetch_members(peer_url: &str) -> Result<(u64, Vec<Member>), String> {
     Ok((cluster_id, members))
 }
 
+/// Every client and peer listener, bound before anything is written, so a port in use fails
+/// fast and cleanly.
+async fn bind_all(config: &Config) -> Result<(Vec<TcpListener>, Vec<TcpListener>), String> {
+    let mut client_listeners = Vec::new();
+    for url in &config.listen_client_urls {
+        client_listeners.push(bind(url, "clients").await?);
+    }
+    let mut peer_listeners = Vec::new();
+    for url in &config.listen_peer_urls {
+        peer_listeners.push(bind(url, "peers").await?);
+    }
+    Ok((client_listeners, peer_listeners))
+}
+
 async fn bind(url: &crate::config::Url, what: &str) -> Result<TcpListener, String> {
     TcpListener::bind(url.address())
         .await
@@ -185,8 +210,19 @@ async fn bind(url: &crate::config::Url, what: &str) -> Result<TcpListener, Strin
 /// Runs until SIGINT or SIGTERM; then stops taking requests, lets the member finish what it is
 /// writing, and returns.
 pub async fn run(config: Config) -> Result<(), String> {
-    let _lock = lock_data_dir(&config.data_dir)?;
-    let (id, cluster_id, known) = identity(&config).await?;
+    // A data dir in use is refused before anything else; a new one is made only once the
+    // ports are bound, so a start that fails for a port in use leaves nothing behind.
+    let mut lock = if config.data_dir.exists() {
+        Some(lock_data_dir(&config.data_dir)?)
+    } else {
+        None
+    };
+    let (client_listeners, peer_listeners) = bind_all(&config).await?;
+    if lock.is_none() {
+        lock = Some(lock_data_dir(&config.data_dir)?);
+    }
+    let _lock = lock;
+    let (id, cluster_id, known, new_member) = identity(&config).await?;
     let mut config = config;
     config.id = id;
     config.cluster_id = cluster_id;
@@ -237,19 +273,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         node_config.panic_on_key = std::env::var("ETCDRS_TEST_PANIC_ON_KEY").ok();
     }
 
-    // Bind before starting the member, so a port in use fails fast and cleanly.
-    let mut client_listeners = Vec::new();
-    for url in &config.listen_client_urls {
-        client_listeners.push(bind(url, "clients").await?);
-    }
-    let mut peer_listeners = Vec::new();
-    for url in &config.listen_peer_urls {
-        peer_listeners.push(bind(url, "peers").await?);
-    }
-
     let node = Node::start(rt, node_config, inbox_rx)
         .await
         .map_err(|e| format!("cannot start the member: {e}"))?;
+    if new_member {
+        write_identity(&config.data_dir, config.id, config.cluster_id)?;
+    }
     let reporter = node.clone();
     transport.set_reporter(move |report| reporter.report(report));
     // Members added since the flags were written are known from the replicated table.

@@ -388,23 +388,86 @@ fn garbage_requests_get_a_4xx_never_a_crash() {
 }
 
 #[test]
-fn a_data_dir_of_another_cluster_is_refused() {
+fn a_restarted_member_ignores_the_bootstrap_flags_and_says_so() {
     let mut members = cluster("other-cluster", 1);
     members[0].start();
     wait_for("a leader", || members[0].is_leader());
+    assert_eq!(put(members[0].client, "/kept", "value=1").status, 201);
     members[0].terminate();
+    // As etcd: once a data dir holds a member, --initial-cluster* only bootstrap new ones.
     let mut args = members[0].args();
     args.extend([
         "--initial-cluster-token".into(),
         "a-different-cluster".into(),
+        "--initial-cluster-state".into(),
+        "existing".into(),
     ]);
-    let out = Command::new(env!("CARGO_BIN_EXE_etcd"))
+    let log = members[0].data_dir.with_extension("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etcd"))
         .args(&args)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let port = members[0].client;
+    wait_for("the member to serve again", || {
+        http("GET", port, "/v2/keys/kept", "").is_some_and(|r| r.status == 200)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("already holds member"), "{stderr}");
+    assert!(stderr.contains("are ignored"), "{stderr}");
+}
+
+#[test]
+fn a_failed_start_leaves_nothing_that_refuses_the_next_and_the_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let members = cluster("failed-start", 1);
+    let m = &members[0];
+    // The client port is taken: the start fails, and makes no data dir.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", m.client)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(m.args())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("holds member"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+    assert!(
+        !m.data_dir.exists(),
+        "a failed start left a data dir behind"
+    );
+    drop(squatter);
+    // The corrected start, under another name, works on the same data dir.
+    let peer = format!("http://127.0.0.1:{}", m.peer);
+    let mut args = m.args();
+    args.extend([
+        "--name".into(),
+        "renamed".into(),
+        "--initial-cluster".into(),
+        format!("renamed={peer}"),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let port = m.client;
+    wait_for("the corrected start", || {
+        http("PUT", port, "/v2/keys/up", "value=1").is_some_and(|r| r.status == 201)
+    });
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&m.data_dir), 0o700);
+    assert_eq!(mode(&m.data_dir.join("member")), 0o700);
+    assert_eq!(mode(&m.data_dir.join("member/identity")), 0o600);
+    for dir in ["member/wal", "member/snap"] {
+        assert_eq!(mode(&m.data_dir.join(dir)), 0o700, "{dir}");
+        for file in std::fs::read_dir(m.data_dir.join(dir)).unwrap() {
+            let file = file.unwrap().path();
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -6,10 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Disk;
+
+/// What the data dir holds is the cluster's data: only its owner may read it, as with etcd
+/// (which makes directories 0700 and files 0600).
+pub const PRIVATE_DIR: u32 = 0o700;
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// `mkdir -p` with private directories (those that already exist are left as they are).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)
+}
 
 /// The real file system. Files written to stay open (the log's tail is written many times a
 /// second) and are written at explicit offsets; a file's directory is synced once after the file
@@ -50,6 +64,7 @@ impl FsDisk {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(PRIVATE_FILE)
                 .open(path)?,
         );
         if !existed {
@@ -84,7 +99,7 @@ fn parent(path: &Path) -> PathBuf {
 impl Disk for FsDisk {
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let dir = dir.to_path_buf();
-        blocking(move || fs::create_dir_all(dir)).await
+        blocking(move || create_private_dir(&dir)).await
     }
 
     async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -161,7 +176,12 @@ impl Disk for FsDisk {
         let (path, data) = (path.to_path_buf(), data.to_vec());
         blocking(move || {
             let aside = path.with_extension("tmp");
-            let mut file = File::create(&aside)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(PRIVATE_FILE)
+                .open(&aside)?;
             file.write_all(&data)?;
             file.sync_all()?;
             fs::rename(&aside, &path)?;

@@ -18,7 +18,7 @@ use raft::eraftpb::Message;
 
 use crate::timestamp::Timestamp;
 
-pub use fs_disk::FsDisk;
+pub use fs_disk::{create_private_dir, FsDisk, PRIVATE_DIR, PRIVATE_FILE};
 pub use sim_disk::SimDisk;
 pub use tokio_rt::{NoPeers, TokioRuntime};
 
