@@ -225,6 +225,9 @@ pub struct Config {
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<InitialMember>,
     pub new_cluster: bool,
+    /// Why the bootstrap flags cannot bootstrap this member, if they cannot: an error only
+    /// when the data dir holds no member yet.
+    pub bootstrap_conflict: Option<String>,
     pub token: String,
     pub strict_reconfig_check: bool,
     pub max_snapshots: usize,
@@ -409,14 +412,17 @@ impl Config {
         let mut advertised = advertise_peer_urls.clone();
         mine.sort();
         advertised.sort();
-        if mine != advertised {
-            return Err(ConfigError(format!(
+        // Checked only when bootstrapping, as etcd does: a member restarting after its peer
+        // URLs were changed (`member update`) is started with new advertised URLs while its
+        // old --initial-cluster no longer matters.
+        let bootstrap_conflict = (mine != advertised).then(|| {
+            format!(
                 "--initial-cluster has {}={} but --initial-advertise-peer-urls is {}",
                 flags.name,
                 me.peer_urls.join(","),
                 advertise_peer_urls.join(",")
-            )));
-        }
+            )
+        });
         let id = me.id;
         let ids: Vec<u64> = initial_cluster.iter().map(|m| m.id).collect();
         let data_dir = PathBuf::from(
@@ -438,6 +444,7 @@ impl Config {
             advertise_peer_urls,
             initial_cluster,
             new_cluster,
+            bootstrap_conflict,
             token: flags.initial_cluster_token,
             strict_reconfig_check: flags.strict_reconfig_check,
             max_snapshots: flags.max_snapshots,
@@ -587,6 +594,17 @@ mod tests {
     }
 
     #[test]
+    fn advertised_urls_that_disagree_with_the_cluster_only_stop_a_bootstrap() {
+        let c = parse(&["--initial-cluster", "default=http://localhost:9999"]).unwrap();
+        let conflict = c.bootstrap_conflict.expect("a conflict");
+        assert!(
+            conflict.contains("--initial-advertise-peer-urls"),
+            "{conflict}"
+        );
+        assert!(parse(&[]).unwrap().bootstrap_conflict.is_none());
+    }
+
+    #[test]
     fn a_three_member_cluster_parses() {
         let c = parse(&[
             "--name", "infra2",
@@ -627,10 +645,6 @@ mod tests {
                 "must be above --heartbeat-interval",
             ),
             (&["--initial-cluster-state", "old"], "'new' or 'existing'"),
-            (
-                &["--initial-cluster", "default=http://localhost:9999"],
-                "--initial-advertise-peer-urls",
-            ),
         ];
         for (args, expected) in cases {
             let err = parse(args).expect_err(&format!("{args:?} should be refused"));

@@ -412,24 +412,25 @@ async fn watch<R: Runtime>(app: &Arc<App<R>>, r: &KeysRequest) -> Response<Body>
     };
     let start_index = watcher.start_index();
     // As etcd does, the headers go out at once (200, chunked) and the events follow; a watch
-    // the server closes ends with an empty body.
+    // the server closes ends with an empty body. Each event is turned into JSON only when the
+    // connection takes the next piece of the body, so a client that stops reading holds one
+    // encoded event, not a queue of them: its watcher's buffer fills, the store drops it (as
+    // etcd drops a slow watcher) and the answer ends. Dropping the body (the client went
+    // away) drops the watcher.
     let stream = r.stream;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(16);
-    app.node.runtime().spawn(async move {
-        loop {
-            let event = tokio::select! {
-                biased;
-                _ = tx.closed() => return, // the client went away
-                event = watcher.next() => event,
-            };
-            let Some(event) = event else { return };
-            let line = Bytes::from(event.to_json() + "\n");
-            if tx.send(Ok(Frame::data(line))).await.is_err() || !stream {
-                return;
-            }
+    let mut answered = false;
+    let events = futures_util::stream::poll_fn(move |cx| {
+        if answered {
+            return std::task::Poll::Ready(None);
         }
+        watcher.poll_next(cx).map(|event| {
+            let event = event?;
+            answered = !stream;
+            let line = Bytes::from(event.to_json() + "\n");
+            Some(Ok::<_, std::convert::Infallible>(Frame::data(line)))
+        })
     });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(tokio_stream_from(rx))));
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(events)));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -441,14 +442,4 @@ async fn watch<R: Runtime>(app: &Arc<App<R>>, r: &KeysRequest) -> Response<Body>
 fn brief_on_success(action: crate::store::Action) -> bool {
     use crate::store::Action::*;
     matches!(action, Set | CompareAndSwap | Create | Update)
-}
-
-/// A channel receiver as a `Stream` of body frames.
-fn tokio_stream_from<T>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + Sync + 'static
-where
-    T: Send + 'static,
-{
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -21,6 +21,10 @@ use raft::eraftpb::{ConfState, Message, MessageType, Snapshot};
 /// worse: one message at the cap would leave every election after it refused.)
 pub const MAX_TERM_JUMP: u64 = 1 << 24;
 
+/// No log reaches this index (a write a nanosecond for a century is below 2^62); a
+/// snapshot claiming one is forged, and arithmetic on it would overflow.
+pub const MAX_LOG_INDEX: u64 = 1 << 62;
+
 /// The most bytes of context a message or an entry carries: raft's own contexts are a read
 /// request's id or a campaign's kind, a few bytes; raft copies a message's context into its
 /// answer, so a large one would be multiplied.
@@ -36,6 +40,9 @@ pub struct View<'a> {
     pub is_member: &'a dyn Fn(u64) -> bool,
     /// False while a joining member waits for its first snapshot and knows no members yet.
     pub knows_members: bool,
+    /// Until then, the members it was told of (from the cluster it joined, or its flags):
+    /// only they may speak to it.
+    pub first_senders: &'a [u64],
 }
 
 /// Why a message was refused.
@@ -54,7 +61,12 @@ pub fn check(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
     if message.from == 0 || message.from == view.id {
         return refuse(format!("claims to come from {:x}", message.from));
     }
-    if view.knows_members && !(view.is_member)(message.from) {
+    let may_speak = if view.knows_members {
+        (view.is_member)(message.from)
+    } else {
+        view.first_senders.is_empty() || view.first_senders.contains(&message.from)
+    };
+    if !may_speak {
         return refuse(format!("from {:x}, not a member", message.from));
     }
     if message.term > view.term.saturating_add(MAX_TERM_JUMP) {
@@ -81,7 +93,7 @@ pub fn check(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
         {
             refuse(format!("a {kind:?} without one small request id"))
         }
-        MessageType::MsgSnapshot => check_snapshot(message.get_snapshot(), message.term),
+        MessageType::MsgSnapshot => check_snapshot(message, view),
         MessageType::MsgHeartbeat if message.commit > view.last_index => refuse(format!(
             "heartbeat commits {} but the log ends at {}",
             message.commit, view.last_index
@@ -100,15 +112,26 @@ pub fn check(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
 /// A snapshot raft can install: a configuration of distinct members (raft-rs panics restoring
 /// one that lists a member twice), not a joint one (this cluster never makes one), and data
 /// that is a state this member can load (else loading it would stop the member).
-fn check_snapshot(snapshot: &Snapshot, term: u64) -> Result<(), Refusal> {
+fn check_snapshot(message: &Message, view: &View<'_>) -> Result<(), Refusal> {
+    let snapshot: &Snapshot = message.get_snapshot();
     let meta = snapshot.get_metadata();
-    if meta.index == 0 || meta.term == 0 || meta.term > term {
+    if meta.index == 0 || meta.index > MAX_LOG_INDEX || meta.term == 0 || meta.term > message.term {
         return Err(Refusal(format!(
-            "a snapshot at index {}, term {} (sender's term {term})",
-            meta.index, meta.term
+            "a snapshot at index {}, term {} (sender's term {})",
+            meta.index, meta.term, message.term
         )));
     }
-    check_conf_state(meta.get_conf_state())?;
+    let conf = meta.get_conf_state();
+    check_conf_state(conf)?;
+    // A leader's snapshot names the leader and the member it is for (raft-rs would not
+    // install one without the receiver; one without its sender is not a leader's).
+    let listed = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
+    if !listed(view.id) || !conf.voters.contains(&message.from) {
+        return Err(Refusal(format!(
+            "a snapshot whose configuration {:?} leaves out its sender or receiver",
+            conf.voters
+        )));
+    }
     crate::state::State::restore(&snapshot.data)
         .map(|_| ())
         .map_err(|e| Refusal(format!("a snapshot that does not load: {e}")))
@@ -192,6 +215,7 @@ mod tests {
             last_index: 10,
             is_member: &member,
             knows_members: true,
+            first_senders: &[],
         }
     }
 
@@ -258,8 +282,13 @@ mod tests {
             last_index: 0,
             is_member: &|_| false,
             knows_members: false,
+            first_senders: &[2, 3],
         };
         assert_eq!(check(&snapshot(&[1, 2, 3], &[]), &joining), Ok(()));
+        // A sender it was not told of cannot hand it a configuration of its own making.
+        let mut stranger = snapshot(&[1, 7], &[]);
+        stranger.set_from(7);
+        assert!(check(&stranger, &joining).is_err());
     }
 
     #[test]
@@ -341,6 +370,17 @@ mod tests {
     #[test]
     fn snapshots_must_be_installable() {
         assert_eq!(check(&snapshot(&[1, 2, 3], &[]), &view()), Ok(()));
+        assert!(
+            check(&snapshot(&[1, 3], &[]), &view()).is_err(),
+            "without its sender"
+        );
+        assert!(
+            check(&snapshot(&[2, 3], &[]), &view()).is_err(),
+            "without its receiver"
+        );
+        let mut far = snapshot(&[1, 2, 3], &[]);
+        far.mut_snapshot().mut_metadata().set_index(u64::MAX - 1);
+        assert!(check(&far, &view()).is_err(), "an index no log reaches");
         assert!(
             check(&snapshot(&[1, 2], &[2]), &view()).is_err(),
             "a voter and a learner"

@@ -279,6 +279,14 @@ impl Watcher {
         self.rx.recv().await
     }
 
+    /// The next event if there is one now, else registers `cx` to be woken for it.
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<Event>>> {
+        self.rx.poll_recv(cx)
+    }
+
     pub fn try_next(&mut self) -> Next {
         match self.rx.try_recv() {
             Ok(event) => Next::Event(event),

@@ -93,6 +93,8 @@ impl Lane {
 struct Lanes {
     messages: mpsc::UnboundedSender<Message>,
     snapshots: mpsc::UnboundedSender<Message>,
+    /// Where the peer is now; the lanes read it before each connection.
+    url: Arc<Mutex<String>>,
 }
 
 /// Where the lanes report what they learn about peers (the member, once it runs).
@@ -122,24 +124,28 @@ impl HttpTransport {
         let _ = self.reporter.set(Box::new(report));
     }
 
-    /// Starts sending to a peer at the first of its URLs (once per peer).
+    /// Starts sending to a peer at the first of its URLs, or, for a peer already known, moves
+    /// its lanes to that URL (a member re-addressed with `member update`): they drop the
+    /// connection to the old address and dial the new one.
     pub fn connect_peer(&self, id: u64, urls: &[String]) {
-        if self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
-        {
-            return;
-        }
         let Some(url) = urls.first().cloned() else {
             return;
         };
+        if let Some(lanes) = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            *lanes.url.lock().unwrap_or_else(|e| e.into_inner()) = url;
+            return;
+        }
         let (messages, message_rx) = mpsc::unbounded_channel();
         let (snapshots, snapshot_rx) = mpsc::unbounded_channel();
+        let url = Arc::new(Mutex::new(url));
         let peer = Peer {
             id,
-            url,
+            url: Arc::clone(&url),
             from: self.from,
             cluster_id: self.cluster_id,
             reporter: Arc::clone(&self.reporter),
@@ -151,6 +157,7 @@ impl HttpTransport {
             Lanes {
                 messages,
                 snapshots,
+                url,
             },
         );
     }
@@ -295,7 +302,7 @@ async fn connect(url: &str) -> Result<Sender, String> {
 #[derive(Clone)]
 struct Peer {
     id: u64,
-    url: String,
+    url: Arc<Mutex<String>>,
     from: u64,
     cluster_id: u64,
     reporter: Reporter,
@@ -315,12 +322,10 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
         Lane::Snapshots => Duration::from_secs(120),
     };
     let Peer {
-        url,
-        from,
-        cluster_id,
-        ..
+        from, cluster_id, ..
     } = peer.clone();
-    let mut sender: Option<Sender> = None;
+    // The connection, and the address it was made to.
+    let mut sender: Option<(Sender, String)> = None;
     let mut backoff = Duration::from_millis(50);
     while let Some(first) = rx.recv().await {
         let mut bytes = first.compute_size() as usize;
@@ -335,9 +340,13 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 Err(_) => break,
             }
         }
+        let url = peer.url.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let attempt = async {
-            if sender.as_ref().is_none_or(|s| s.is_closed()) {
-                sender = Some(connect(&url).await?);
+            if sender
+                .as_ref()
+                .is_none_or(|(s, to)| s.is_closed() || *to != url)
+            {
+                sender = Some((connect(&url).await?, url.clone()));
             }
             let request = Request::post(format!("{url}{}", kind.path()))
                 .header(CLUSTER_HEADER, format_id(cluster_id))
@@ -345,7 +354,7 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 .header("Content-Type", "application/octet-stream")
                 .body(Full::new(Bytes::from(encode(&batch))))
                 .map_err(|e| e.to_string())?;
-            let sender = sender.as_mut().expect("connected");
+            let (sender, _) = sender.as_mut().expect("connected");
             let sending = async {
                 // hyper refuses a request on a connection that is not ready for the next one.
                 sender.ready().await?;
