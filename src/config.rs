@@ -101,8 +101,9 @@ pub struct Flags {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
-    /// Comma-separated whitelist of origins for CORS (cross-origin resource sharing).
-    #[arg(long, env = "ETCD_CORS", default_value = "")]
+    /// Comma-separated whitelist of origins for CORS, or cross-origin resource sharing,
+    /// (empty or * means allow all).
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
     pub cors: String,
     /// Print the version and exit.
     #[arg(long, action = ArgAction::SetTrue)]
@@ -234,7 +235,7 @@ pub struct Config {
     pub max_wals: usize,
     /// The largest client request body accepted.
     pub max_request_bytes: usize,
-    pub cors: Vec<String>,
+    pub cors: Cors,
     /// This member's id.
     pub id: u64,
     pub cluster_id: u64,
@@ -252,6 +253,54 @@ fn url_list(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
         return Err(ConfigError(format!("--{flag} needs at least one URL")));
     }
     Ok(urls)
+}
+
+/// Which origins may read the client API from a browser (etcd 3.x's `--cors`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin (`*`, or an empty list): every answer says `Access-Control-Allow-Origin: *`.
+    All,
+    /// Only these origins, each `scheme://host:port` exactly as a browser sends it.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` to answer a request from `origin` with, if any.
+    pub fn allow(&self, origin: Option<&str>) -> Option<String> {
+        match self {
+            Cors::All => Some("*".into()),
+            Cors::Origins(list) => origin
+                .filter(|o| list.iter().any(|allowed| allowed == o))
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// `--cors` as etcd 3.x reads it: `*` or nothing allows all; otherwise each entry is a URL
+/// with a host and a port.
+fn parse_cors(text: &str) -> Result<Cors, ConfigError> {
+    let entries: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if entries.is_empty() || entries.contains(&"*") {
+        return Ok(Cors::All);
+    }
+    for entry in &entries {
+        let authority = entry.split_once("://").map_or("", |(_, rest)| rest);
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return Err(ConfigError(format!(
+                "invalid value {text:?} for flag -cors: URL address does not have the form \"host:port\": {entry}"
+            )));
+        }
+    }
+    Ok(Cors::Origins(
+        entries.into_iter().map(str::to_owned).collect(),
+    ))
 }
 
 /// TLS is not built yet: an `https://` URL must not be served (or advertised) in plaintext.
@@ -450,13 +499,7 @@ impl Config {
             max_snapshots: flags.max_snapshots,
             max_wals: flags.max_wals,
             max_request_bytes: flags.max_request_bytes,
-            cors: flags
-                .cors
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            cors: parse_cors(&flags.cors)?,
             id,
             cluster_id: membership::cluster_id(&ids),
         })

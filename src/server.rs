@@ -307,6 +307,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         token: config.token.clone(),
         started,
         max_body: config.max_request_bytes,
+        cors: config.cors.clone(),
     });
 
     let mut tasks = Vec::new();

@@ -147,3 +147,97 @@ fn unknown_etcd_variables_are_reported_and_the_server_starts() {
         "{log}"
     );
 }
+
+/// Sends raw request text; the whole answer.
+fn raw(port: u16, text: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// Starts a one-member server with extra flags; the member (killed when dropped).
+fn server_with(name: &str, extra: &[&str]) -> Member {
+    let mut members = cluster(name, 1);
+    let mut m = members.remove(0);
+    let mut args = m.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    m.child = Some(
+        Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port = m.client;
+    wait_for("the server", || {
+        http("GET", port, "/version", "").is_some_and(|r| r.status == 200)
+    });
+    m
+}
+
+#[test]
+fn cors_headers_and_preflight_are_etcd_3_4s() {
+    const HEADERS: [&str; 2] = [
+        "Access-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE",
+        "Access-Control-Allow-Headers: accept, content-type, authorization",
+    ];
+    // The default, `*`: every answer allows every origin.
+    let open = server_with("cors-default", &[]);
+    let answer = raw(
+        open.client,
+        "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        answer.contains("access-control-allow-origin: *"),
+        "{answer}"
+    );
+    for header in HEADERS {
+        assert!(
+            answer.to_lowercase().contains(&header.to_lowercase()),
+            "{answer}"
+        );
+    }
+    // A preflight is a bare 200 on any client path.
+    let answer = raw(
+        open.client,
+        "OPTIONS /v2/keys/a HTTP/1.1\r\nHost: x\r\nOrigin: http://any.example:80\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("content-length: 0"), "{answer}");
+    assert!(
+        answer.contains("access-control-allow-origin: *"),
+        "{answer}"
+    );
+
+    // A whitelist: a listed origin is echoed, any other gets no CORS headers at all.
+    let listed = server_with("cors-listed", &["--cors", "http://a.example:80"]);
+    let from = |origin: &str| {
+        raw(
+            listed.client,
+            &format!("GET /v2/keys/ HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let answer = from("http://a.example:80");
+    assert!(
+        answer.contains("access-control-allow-origin: http://a.example:80"),
+        "{answer}"
+    );
+    let answer = from("http://b.example:80");
+    assert!(!answer.contains("access-control-allow-"), "{answer}");
+
+    // A whitelist entry must be a URL with a port, as etcd checks it.
+    let out = etcd(&["--cors", "http://a.example"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains(r#"URL address does not have the form "host:port": http://a.example"#),
+        "{}",
+        stderr(&out)
+    );
+}

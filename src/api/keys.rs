@@ -143,7 +143,10 @@ fn parse(method: Method, path: &str, form: &Form) -> Result<KeysRequest, Error> 
         stream: form.bool("stream")?,
         dir: form.bool("dir")?,
         quorum: form.bool("quorum")?,
-        refresh: form.bool("refresh")?,
+        // etcd quotes the field name in this cause for every flag but this one.
+        refresh: form
+            .bool("refresh")
+            .map_err(|_| form_error(ErrorCode::InvalidField, "invalid value for refresh".into()))?,
         ttl: match form.get("ttl") {
             Some(text) => parse_ttl(text)?,
             None => None,

@@ -29,8 +29,10 @@ pub struct App<R: Runtime> {
     /// The cluster token, from which new members' ids are derived.
     pub token: String,
     pub started: Timestamp,
-    /// Largest request body accepted (etcd's default request limit is about 1.5 MiB).
+    /// Largest request body accepted (`--max-request-bytes`).
     pub max_body: usize,
+    /// Which origins browsers may let read the answers (`--cors`).
+    pub cors: crate::config::Cors,
 }
 
 pub fn full(body: impl Into<Bytes>) -> Body {
@@ -110,8 +112,44 @@ pub(crate) fn set_header(response: &mut Response<Body>, name: &'static str, valu
     }
 }
 
-/// Routes one request.
+/// Answers one request, with etcd's CORS headers: an allowed origin gets
+/// `Access-Control-Allow-*` on every answer, and `OPTIONS` (a browser's preflight) is always
+/// a bare 200.
 pub async fn handle<R: Runtime>(
+    app: Arc<App<R>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let origin = request
+        .headers()
+        .get("Origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let allowed = app.cors.allow(origin.as_deref());
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut response = Response::new(full(""));
+        set_header(&mut response, "Content-Length", "0".into());
+        response
+    } else {
+        route(app, request).await
+    };
+    if let Some(origin) = allowed {
+        set_header(&mut response, "Access-Control-Allow-Origin", origin);
+        set_header(
+            &mut response,
+            "Access-Control-Allow-Methods",
+            "POST, GET, OPTIONS, PUT, DELETE".into(),
+        );
+        set_header(
+            &mut response,
+            "Access-Control-Allow-Headers",
+            "accept, content-type, authorization".into(),
+        );
+    }
+    response
+}
+
+/// Routes one request.
+async fn route<R: Runtime>(
     app: Arc<App<R>>,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
