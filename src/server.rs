@@ -308,6 +308,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         started,
         max_body: config.max_request_bytes,
         cors: config.cors.clone(),
+        traffic: transport.stats(),
     });
 
     let mut tasks = Vec::new();
@@ -327,6 +328,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         config.id,
         inbox_tx.clone(),
         config.max_request_bytes,
+        transport.stats(),
     ));
     for listener in peer_listeners {
         let cluster_id = config.cluster_id;

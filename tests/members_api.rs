@@ -149,3 +149,59 @@ fn members_writes_answer_as_etcd_does() {
     assert_eq!(member_count(port), 1);
     assert_eq!(put(port, "/still", "value=writable").status, 201);
 }
+
+#[test]
+fn stats_report_latency_counts_and_leader_info_as_etcd_does() {
+    let mut members = cluster("stats", 3);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    let lead = leader(&members).unwrap();
+    let follower = (lead + 1) % 3;
+    for i in 0..20 {
+        let reply = put(members[lead].client, &format!("/s{i}"), "value=1");
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let json = |port: u16, path: &str| -> serde_json::Value {
+        let reply = http("GET", port, path, "").unwrap();
+        serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("{path}: {}", reply.body))
+    };
+    let stats = json(members[lead].client, "/v2/stats/leader");
+    let followers = stats["followers"].as_object().expect("followers");
+    assert_eq!(followers.len(), 2, "{stats}");
+    for (_, f) in followers {
+        for field in [
+            "current",
+            "average",
+            "standardDeviation",
+            "minimum",
+            "maximum",
+        ] {
+            assert!(f["latency"][field].is_number(), "{field}: {f}");
+        }
+        assert!(f["counts"]["success"].as_u64().unwrap() > 0, "{f}");
+        assert!(f["counts"]["fail"].is_u64(), "{f}");
+    }
+    let own = json(members[lead].client, "/v2/stats/self");
+    assert_eq!(own["state"], "StateLeader");
+    assert_eq!(own["leaderInfo"]["leader"], own["id"]);
+    assert!(
+        own["leaderInfo"]["uptime"].as_str().unwrap().ends_with('s'),
+        "{own}"
+    );
+    assert!(own["leaderInfo"]["startTime"].is_string(), "{own}");
+    assert!(own["sendAppendRequestCnt"].as_u64().unwrap() > 0, "{own}");
+    let theirs = json(members[follower].client, "/v2/stats/self");
+    assert_eq!(theirs["state"], "StateFollower");
+    assert_eq!(theirs["leaderInfo"]["leader"], own["id"]);
+    assert!(
+        theirs["recvAppendRequestCnt"].as_u64().unwrap() > 0,
+        "{theirs}"
+    );
+    let refused = http("GET", members[follower].client, "/v2/stats/leader", "").unwrap();
+    assert_eq!(
+        (refused.status, refused.body.trim()),
+        (403, r#"{"message":"not current leader"}"#)
+    );
+}

@@ -33,6 +33,8 @@ pub struct App<R: Runtime> {
     pub max_body: usize,
     /// Which origins browsers may let read the answers (`--cors`).
     pub cors: crate::config::Cors,
+    /// Raft traffic, for the stats endpoints.
+    pub traffic: std::sync::Arc<crate::transport::TrafficStats>,
 }
 
 pub fn full(body: impl Into<Bytes>) -> Body {
@@ -261,18 +263,24 @@ async fn route<R: Runtime>(
         "/v2/stats/leader" => {
             let status = app.node.status();
             if status.role == Role::Leader {
-                let followers: Vec<String> = app
+                use crate::transport::stats::FollowerStats;
+                let followers: std::collections::BTreeMap<String, FollowerStats> = app
                     .node
                     .members()
                     .iter()
                     .filter(|m| m.id != app.id)
-                    .map(|m| format!(r#""{}":{{}}"#, format_id(m.id)))
+                    .map(|m| (format_id(m.id), app.traffic.follower(m.id)))
                     .collect();
-                let body = format!(
-                    r#"{{"leader":"{}","followers":{{{}}}}}"#,
-                    format_id(app.id),
-                    followers.join(",")
-                );
+                #[derive(serde::Serialize)]
+                struct LeaderStats {
+                    leader: String,
+                    followers: std::collections::BTreeMap<String, FollowerStats>,
+                }
+                let body = serde_json::to_string(&LeaderStats {
+                    leader: format_id(app.id),
+                    followers,
+                })
+                .expect("stats serialise");
                 get_only(json_response(StatusCode::OK, body))
             } else {
                 get_only(json_response(
@@ -289,7 +297,8 @@ async fn route<R: Runtime>(
     }
 }
 
-/// `/v2/stats/self`, in etcd's field order.
+/// `/v2/stats/self`, in etcd's field order; rates are left out while they are zero, as etcd
+/// leaves them out.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SelfStats<'a> {
@@ -299,12 +308,29 @@ struct SelfStats<'a> {
     start_time: String,
     leader_info: LeaderInfo,
     recv_append_request_cnt: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    recv_pkg_rate: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    recv_bandwidth_rate: f64,
     send_append_request_cnt: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    send_pkg_rate: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    send_bandwidth_rate: f64,
+}
+
+fn is_zero(rate: &f64) -> bool {
+    *rate == 0.0
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct LeaderInfo {
     leader: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uptime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<String>,
 }
 
 /// A `%` not followed by two hex digits, which Go's URL parser refuses.
@@ -350,6 +376,13 @@ fn self_stats<R: Runtime>(app: &App<R>) -> String {
         Role::Candidate | Role::PreCandidate => "StateCandidate",
         Role::Follower => "StateFollower",
     };
+    let now = app.node.runtime().now();
+    let uptime = status.leader_since.map(|since| {
+        let nanos = now.unix_nanos().saturating_sub(since.unix_nanos()).max(0);
+        crate::transport::stats::go_duration(std::time::Duration::from_nanos(nanos as u64))
+    });
+    let (sent, send_pkg_rate, send_bandwidth_rate) = app.traffic.sent();
+    let (received, recv_pkg_rate, recv_bandwidth_rate) = app.traffic.received();
     let stats = SelfStats {
         name: &app.name,
         id: format_id(app.id),
@@ -357,9 +390,15 @@ fn self_stats<R: Runtime>(app: &App<R>) -> String {
         start_time: app.started.to_rfc3339(),
         leader_info: LeaderInfo {
             leader: format_id(status.leader),
+            uptime,
+            start_time: status.leader_since.map(|t| t.to_rfc3339()),
         },
-        recv_append_request_cnt: 0,
-        send_append_request_cnt: 0,
+        recv_append_request_cnt: received,
+        recv_pkg_rate,
+        recv_bandwidth_rate,
+        send_append_request_cnt: sent,
+        send_pkg_rate,
+        send_bandwidth_rate,
     };
     serde_json::to_string(&stats).expect("stats serialise")
 }

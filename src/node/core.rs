@@ -979,6 +979,9 @@ impl<R: Runtime> Core<R> {
         };
         let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
         status.term = raft.term;
+        if status.leader != raft.leader_id || status.leader_since.is_none() {
+            status.leader_since = (raft.leader_id != 0).then(|| self.rt.now());
+        }
         status.leader = raft.leader_id;
         status.role = role;
         status.commit = raft.raft_log.committed;

@@ -117,6 +117,8 @@ pub struct Status {
     pub snapshots_installed: u64,
     /// Set when the node stopped (a disk failure, say), with the reason.
     pub stopped: Option<String>,
+    /// When this member learnt of the current leader (etcd's `leaderInfo.startTime`).
+    pub leader_since: Option<crate::timestamp::Timestamp>,
 }
 
 pub(crate) struct Shared {

@@ -24,10 +24,13 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{mpsc, Semaphore};
 
+pub mod stats;
+
 use crate::api::{full, text_response, Body};
 use crate::membership::{format_id, parse_id};
 use crate::node::PeerReport;
 use crate::runtime::Transport;
+pub use stats::TrafficStats;
 
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
 const FROM_HEADER: &str = "X-Server-From";
@@ -106,6 +109,7 @@ pub struct HttpTransport {
     cluster_id: u64,
     peers: Arc<Mutex<BTreeMap<u64, Lanes>>>,
     reporter: Reporter,
+    stats: Arc<TrafficStats>,
 }
 
 impl HttpTransport {
@@ -115,7 +119,13 @@ impl HttpTransport {
             cluster_id,
             peers: Arc::default(),
             reporter: Arc::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// The traffic figures etcd's stats endpoints report, shared with the receiving side.
+    pub fn stats(&self) -> Arc<TrafficStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Sends what the lanes learn about peers (unreachable, snapshot delivered or not) to
@@ -149,6 +159,7 @@ impl HttpTransport {
             from: self.from,
             cluster_id: self.cluster_id,
             reporter: Arc::clone(&self.reporter),
+            stats: Arc::clone(&self.stats),
         };
         tokio::spawn(lane(peer.clone(), Lane::Messages, message_rx));
         tokio::spawn(lane(peer, Lane::Snapshots, snapshot_rx));
@@ -171,6 +182,9 @@ impl Transport for HttpTransport {
     }
 
     fn send(&self, message: Message) {
+        if message.get_msg_type() == MessageType::MsgAppend {
+            self.stats.append_sent(message.compute_size() as usize);
+        }
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(lanes) = peers.get(&message.to) {
             let lane = if message.get_msg_type() == MessageType::MsgSnapshot {
@@ -306,6 +320,7 @@ struct Peer {
     from: u64,
     cluster_id: u64,
     reporter: Reporter,
+    stats: Arc<TrafficStats>,
 }
 
 impl Peer {
@@ -355,6 +370,7 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 .body(Full::new(Bytes::from(encode(&batch))))
                 .map_err(|e| e.to_string())?;
             let (sender, _) = sender.as_mut().expect("connected");
+            let started = tokio::time::Instant::now();
             let sending = async {
                 // hyper refuses a request on a connection that is not ready for the next one.
                 sender.ready().await?;
@@ -365,7 +381,12 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 .map_err(|_| "timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
             match response.status() {
-                StatusCode::NO_CONTENT => Ok(()),
+                StatusCode::NO_CONTENT => {
+                    if kind == Lane::Messages {
+                        peer.stats.delivered(peer.id, started.elapsed());
+                    }
+                    Ok(())
+                }
                 StatusCode::GONE => {
                     // etcd's answer to a member that was removed while it was away.
                     peer.report(PeerReport::RemovedByPeer);
@@ -386,6 +407,7 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 }
             }
             Err(_) => {
+                peer.stats.failed(peer.id);
                 peer.report(PeerReport::Unreachable(peer.id));
                 for _ in 0..snapshots {
                     peer.report(PeerReport::SnapshotFailed(peer.id));
@@ -415,6 +437,7 @@ pub struct Inbound {
     snapshot_bodies: Semaphore,
     /// Messages dropped because the member's inbox was full.
     dropped: std::sync::atomic::AtomicU64,
+    stats: Arc<TrafficStats>,
 }
 
 impl Inbound {
@@ -425,6 +448,7 @@ impl Inbound {
         member_id: u64,
         inbox: mpsc::Sender<Message>,
         max_request_bytes: usize,
+        stats: Arc<TrafficStats>,
     ) -> Inbound {
         let max_messages_body = max_messages_body(max_request_bytes);
         Inbound {
@@ -435,6 +459,7 @@ impl Inbound {
             message_bytes: Semaphore::new(MESSAGE_BYTES_IN_FLIGHT.max(2 * max_messages_body)),
             snapshot_bodies: Semaphore::new(CONCURRENT_SNAPSHOT_BODIES),
             dropped: Default::default(),
+            stats,
         }
     }
 
@@ -533,6 +558,9 @@ impl Inbound {
     /// Hands a message to the member, or drops it when the member's inbox is full (raft
     /// sends again), saying so at the 1st, 2nd, 4th, 8th… drop.
     fn deliver(&self, message: Message) {
+        if message.get_msg_type() == MessageType::MsgAppend {
+            self.stats.append_received(message.compute_size() as usize);
+        }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.inbox.try_send(message) {
             let dropped = self
                 .dropped
