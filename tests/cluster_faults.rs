@@ -222,11 +222,7 @@ fn client_op_read(port: u16, key: &str, start: Instant, history: &History) {
 
 #[test]
 fn a_watch_held_across_a_leader_change_delivers_the_next_event() {
-    let mut members = cluster("watch-leader", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let mut members = running_cluster("watch-leader", 3);
     let old = leader(&members).unwrap();
     let follower = (old + 1) % 3;
     let port = members[follower].client;

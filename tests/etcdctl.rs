@@ -489,11 +489,7 @@ fn watch_and_exec_watch_follow_changes() {
 
 #[test]
 fn members_round_trip_through_etcdctl_with_the_strict_refusal() {
-    let mut members = cluster("ctl-members", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster("ctl-members", 3);
     let e = format!("http://127.0.0.1:{}", members[0].client);
     let e = e.as_str();
     // Each member answers from the table it has applied, so wait until any of them shows all.

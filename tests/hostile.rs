@@ -229,11 +229,7 @@ fn forged(kind: MessageType, to: u64, from: u64, term: u64) -> Message {
 
 #[test]
 fn forged_peer_messages_that_would_crash_raft_are_refused() {
-    let mut members = cluster("hostile-forged", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster("hostile-forged", 3);
     let lead = leader(&members).unwrap();
     let follower = (lead + 1) % 3;
     let port = members[follower].client;
@@ -579,11 +575,7 @@ fn a_member_whose_raft_task_dies_exits_and_says_why() {
 }
 
 fn three(name: &str) -> (Vec<Member>, usize) {
-    let mut members = cluster(name, 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster(name, 3);
     let lead = leader(&members).unwrap();
     let port = members[lead].client;
     wait_for("a first write", || {

@@ -152,11 +152,7 @@ fn members_writes_answer_as_etcd_does() {
 
 #[test]
 fn stats_report_latency_counts_and_leader_info_as_etcd_does() {
-    let mut members = cluster("stats", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster("stats", 3);
     let lead = leader(&members).unwrap();
     let follower = (lead + 1) % 3;
     for i in 0..20 {

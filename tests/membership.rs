@@ -42,11 +42,7 @@ fn member_ids(port: u16) -> Vec<(String, String)> {
 
 #[test]
 fn unstarted_members_are_refused_before_the_cluster_wedges() {
-    let mut members = cluster("strict", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster("strict", 3);
     let port = members[0].client;
     wait_for("every member to publish", || {
         member_ids(port).iter().all(|(_, name)| !name.is_empty())
@@ -91,11 +87,7 @@ fn unstarted_members_are_refused_before_the_cluster_wedges() {
 
 #[test]
 fn a_removed_member_stops_and_the_rest_go_on() {
-    let mut members = cluster("remove", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let mut members = running_cluster("remove", 3);
     let port = members[0].client;
     wait_for("every member to publish", || {
         member_ids(port).iter().all(|(_, name)| !name.is_empty())
@@ -126,11 +118,7 @@ fn a_removed_member_stops_and_the_rest_go_on() {
 
 #[test]
 fn a_member_added_and_started_with_existing_joins_and_serves() {
-    let mut members = cluster("join", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let members = running_cluster("join", 3);
     let port = members[0].client;
     wait_for("every member to publish", || {
         member_ids(port).iter().all(|(_, name)| !name.is_empty())
@@ -174,11 +162,7 @@ fn a_member_added_and_started_with_existing_joins_and_serves() {
 /// configuration that no longer exists.
 #[test]
 fn a_member_removed_while_down_is_told_by_its_peers_and_exits() {
-    let mut members = cluster("removed-away", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let mut members = running_cluster("removed-away", 3);
     let port = members[0].client;
     wait_for("every member to publish", || {
         member_ids(port).iter().all(|(_, name)| !name.is_empty())

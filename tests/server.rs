@@ -186,11 +186,7 @@ fn a_flag_beats_its_environment_variable() {
 
 #[test]
 fn a_three_member_cluster_survives_its_leader_and_a_full_restart() {
-    let mut members = cluster("three", 3);
-    for m in members.iter_mut() {
-        m.start();
-    }
-    wait_for("a leader", || leader(&members).is_some());
+    let mut members = running_cluster("three", 3);
 
     // Written on one member, read with quorum=true on the others.
     assert!(put(members[0].client, "/a", "value=1").status < 300);

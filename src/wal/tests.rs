@@ -76,6 +76,16 @@ fn coin(mut seed: u64) -> impl FnMut() -> bool {
     }
 }
 
+/// A new log with entries 1..=n (term 1), one save each, synced.
+async fn written(disk: &SimDisk, segment_bytes: u64, n: u64) -> Wal<SimDisk> {
+    let mut wal = fresh(disk, segment_bytes).await;
+    for i in 1..=n {
+        wal.save(None, &[entry(i, 1)]).await.unwrap();
+    }
+    wal.sync().await.unwrap();
+    wal
+}
+
 async fn fresh(disk: &SimDisk, segment_bytes: u64) -> Wal<SimDisk> {
     Wal::create(disk.clone(), dir(), 1, segment_bytes)
         .await
@@ -280,11 +290,7 @@ fn segments_are_cut_and_replay_runs_across_them() {
 fn released_segments_are_gone_and_the_rest_still_replays() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, 200).await;
-        for i in 1..=20 {
-            wal.save(None, &[entry(i, 1)]).await.unwrap();
-        }
-        wal.sync().await.unwrap();
+        let mut wal = written(&disk, 200, 20).await;
         let before = disk.list(dir()).await.unwrap().len();
         let removed = wal.release_to(15).await.unwrap();
         assert!(removed > 0);
@@ -302,11 +308,7 @@ fn released_segments_are_gone_and_the_rest_still_replays() {
 fn a_removed_middle_segment_breaks_the_chain() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, 150).await;
-        for i in 1..=12 {
-            wal.save(None, &[entry(i, 1)]).await.unwrap();
-        }
-        wal.sync().await.unwrap();
+        let _wal = written(&disk, 150, 12).await;
         let names = disk.list(dir()).await.unwrap();
         assert!(names.len() >= 3);
         disk.remove(&dir().join(&names[1])).await.unwrap();
@@ -540,11 +542,7 @@ fn a_segment_cut_in_its_zero_tail_loses_nothing() {
 fn a_shortened_earlier_segment_is_refused() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, 200).await;
-        for i in 1..=20 {
-            wal.save(None, &[entry(i, 1)]).await.unwrap();
-        }
-        wal.sync().await.unwrap();
+        let _wal = written(&disk, 200, 20).await;
         let names = disk.list(dir()).await.unwrap();
         let first = dir().join(&names[0]);
         let end = data_end(&disk, &first) as u64;
@@ -558,11 +556,7 @@ fn a_shortened_earlier_segment_is_refused() {
 fn a_deleted_or_emptied_last_segment_is_refused() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, 200).await;
-        for i in 1..=20 {
-            wal.save(None, &[entry(i, 1)]).await.unwrap();
-        }
-        wal.sync().await.unwrap();
+        let _wal = written(&disk, 200, 20).await;
         let last = last_segment(&disk);
         let names = disk.list(dir()).await.unwrap();
         let before_last = &names[names.len() - 2];
@@ -580,11 +574,7 @@ fn a_deleted_or_emptied_last_segment_is_refused() {
 fn a_link_a_crash_left_unwritten_is_written_at_start_up() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, 200).await;
-        for i in 1..=12 {
-            wal.save(None, &[entry(i, 1)]).await.unwrap();
-        }
-        wal.sync().await.unwrap();
+        let _wal = written(&disk, 200, 12).await;
         let names = disk.list(dir()).await.unwrap();
         assert!(names.len() >= 2);
         let before_last = dir().join(&names[names.len() - 2]);

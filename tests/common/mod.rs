@@ -206,6 +206,16 @@ pub fn cluster(name: &str, size: usize) -> Vec<Member> {
         .collect()
 }
 
+/// `cluster`, every member started, once it has a leader.
+pub fn running_cluster(name: &str, size: usize) -> Vec<Member> {
+    let mut members = cluster(name, size);
+    for m in members.iter_mut() {
+        m.start();
+    }
+    wait_for("a leader", || leader(&members).is_some());
+    members
+}
+
 pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
