@@ -201,3 +201,28 @@ fn stats_report_latency_counts_and_leader_info_as_etcd_does() {
         (403, r#"{"message":"not current leader"}"#)
     );
 }
+
+#[test]
+fn the_leader_during_an_election_is_etcds_503() {
+    let mut members = running_cluster("leader-election", 3);
+    let survivor = members.pop().unwrap();
+    for m in members.iter_mut() {
+        m.kill9();
+    }
+    // Alone, the survivor loses its leader (check-quorum) and cannot elect another.
+    let port = survivor.client;
+    wait_for("no leader", || {
+        http("GET", port, "/v2/members/leader", "").is_some_and(|r| r.status == 503)
+    });
+    let reply = http("GET", port, "/v2/members/leader", "").unwrap();
+    assert_eq!(reply.body.trim(), r#"{"message":"During election"}"#);
+    // And an invalid refresh is etcd's unquoted cause.
+    let reply = http("PUT", port, "/v2/keys/a?refresh=maybe", "value=1").unwrap();
+    assert!(
+        reply
+            .body
+            .contains(r#""cause":"invalid value for refresh""#),
+        "{}",
+        reply.body
+    );
+}
