@@ -141,9 +141,31 @@ fn members_writes_answer_as_etcd_does() {
     let reply = send(port, "PATCH", "/v2/members/8e9e05c52164694d", None, "");
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("Allow"), Some("GET,POST,DELETE,PUT"));
+    // As etcd: a DELETE or PUT without an id is a bare 405, without `Allow`.
     let reply = send(port, "DELETE", "/v2/members", None, "");
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.header("Allow"), Some("GET,POST"));
+    assert_eq!(reply.header("Allow"), None);
+    let reply = send(port, "HEAD", "/v2/members", None, "");
+    assert_eq!(reply.status, 405);
+    // The list, with or without a trailing slash, ends with a newline as etcd's does.
+    for path in ["/v2/members", "/v2/members/"] {
+        let reply = send(port, "GET", path, None, "");
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(reply.body.starts_with(r#"{"members":["#) && reply.body.ends_with("]}\n"));
+    }
+    // A body without peerURLs is an empty list.
+    let reply = send(port, "POST", "/v2/members", json, "{}");
+    assert_eq!(
+        (reply.status, reply.body.trim()),
+        (400, r#"{"message":"no valid URLs given"}"#)
+    );
+    // /v2/machines lists client URLs sorted, as etcd does (python-etcd reads the first).
+    let reply = send(port, "GET", "/v2/machines", None, "");
+    assert_eq!(reply.status, 200);
+    let reply = send(port, "POST", "/v2/machines", None, "");
+    assert_eq!(reply.header("Allow"), Some("GET,HEAD"));
+    let reply = send(port, "POST", "/version", None, "");
+    assert_eq!(reply.header("Allow"), Some("GET"));
 
     // Nothing was added, and the one member still takes writes.
     assert_eq!(member_count(port), 1);
@@ -195,6 +217,16 @@ fn stats_report_latency_counts_and_leader_info_as_etcd_does() {
         theirs["recvAppendRequestCnt"].as_u64().unwrap() > 0,
         "{theirs}"
     );
+    // /v2/machines: every client URL, sorted as etcd sorts them (python-etcd takes the first).
+    let port = members[follower].client;
+    wait_for("every member published", || {
+        http("GET", port, "/v2/machines", "").is_some_and(|r| r.body.matches("http").count() == 3)
+    });
+    let machines = http("GET", port, "/v2/machines", "").unwrap().body;
+    let urls: Vec<&str> = machines.split(", ").collect();
+    let mut sorted = urls.clone();
+    sorted.sort();
+    assert_eq!((urls.len(), &urls), (3, &sorted));
     let refused = http("GET", members[follower].client, "/v2/stats/leader", "").unwrap();
     assert_eq!(
         (refused.status, refused.body.trim()),

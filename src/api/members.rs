@@ -15,7 +15,8 @@ use crate::runtime::Runtime;
 
 #[derive(Deserialize)]
 struct PeerUrls {
-    #[serde(rename = "peerURLs")]
+    // A body without the field is an empty list, which etcd refuses as "no valid URLs".
+    #[serde(rename = "peerURLs", default)]
     peer_urls: Vec<String>,
 }
 
@@ -105,12 +106,21 @@ fn json_body<B>(request: &Request<B>) -> Result<(), Box<Response<Body>>> {
     )))
 }
 
-/// `path` is `/v2/members` or `/v2/members/<id>`; GETs of the list are served by the caller.
-/// Every answer names the cluster, as etcd's do.
+/// Every method the members paths serve, as etcd lists them in `Allow`.
+const MEMBERS_METHODS: &str = "GET,POST,DELETE,PUT";
+
+/// `/v2/members`, `/v2/members/leader` and `/v2/members/<id>`. Every answer names the
+/// cluster, as etcd's do, except a method the paths never take: etcd refuses it first.
 pub async fn handle<R: Runtime>(
     app: &Arc<App<R>>,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
+    if !matches!(
+        *request.method(),
+        Method::GET | Method::POST | Method::DELETE | Method::PUT
+    ) {
+        return method_not_allowed(MEMBERS_METHODS);
+    }
     let mut response = answer(app, request).await;
     super::set_header(
         &mut response,
@@ -120,6 +130,12 @@ pub async fn handle<R: Runtime>(
     response
 }
 
+/// etcd's members JSON ends with a newline.
+fn json_line<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_string(value).expect("members serialise") + "\n";
+    json_response(status, body)
+}
+
 async fn answer<R: Runtime>(
     app: &Arc<App<R>>,
     request: Request<hyper::body::Incoming>,
@@ -127,6 +143,27 @@ async fn answer<R: Runtime>(
     let path = request.uri().path().to_owned();
     let target = path.strip_prefix("/v2/members/").filter(|s| !s.is_empty());
     match (request.method().clone(), target) {
+        (Method::GET, None) => {
+            #[derive(serde::Serialize)]
+            struct Members {
+                members: Vec<Member>,
+            }
+            json_line(
+                StatusCode::OK,
+                &Members {
+                    members: app.node.members(),
+                },
+            )
+        }
+        (Method::GET, Some("leader")) => {
+            let leader = app.node.status().leader;
+            match app.node.members().into_iter().find(|m| m.id == leader) {
+                Some(member) => json_line(StatusCode::OK, &member),
+                None => message(StatusCode::SERVICE_UNAVAILABLE, "During election"),
+            }
+        }
+        // etcd serves no single member: a GET of one is "Not found".
+        (Method::GET, Some(_)) => message(StatusCode::NOT_FOUND, "Not found"),
         (Method::POST, None) => {
             let urls = match peer_urls(app, request).await {
                 Ok(urls) => urls,
@@ -149,10 +186,7 @@ async fn answer<R: Runtime>(
                         peer_urls: urls,
                         client_urls: Vec::new(),
                     };
-                    json_response(
-                        StatusCode::CREATED,
-                        serde_json::to_string(&member).expect("a member serialises"),
-                    )
+                    json_line(StatusCode::CREATED, &member)
                 }
                 Err(e) => refused(&e),
             }
@@ -178,9 +212,12 @@ async fn answer<R: Runtime>(
                 Err(e) => refused(&e),
             }
         }
-        // etcd serves no single member: a GET of one is "Not found".
-        (Method::GET | Method::HEAD, Some(_)) => message(StatusCode::NOT_FOUND, "Not found"),
-        (_, None) => method_not_allowed("GET,POST"),
-        (_, Some(_)) => method_not_allowed("GET,POST,DELETE,PUT"),
+        // A member to add has no id yet; one to remove or change needs one. etcd answers
+        // these with a bare 405, without `Allow`.
+        _ => {
+            let mut response = method_not_allowed(MEMBERS_METHODS);
+            response.headers_mut().remove("Allow");
+            response
+        }
     }
 }

@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::Error;
-use crate::membership::{format_id, Member};
+use crate::membership::format_id;
 use crate::node::{Node, Role};
 use crate::runtime::Runtime;
 use crate::timestamp::Timestamp;
@@ -126,7 +126,11 @@ pub async fn handle<R: Runtime>(
         .get("Origin")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let allowed = app.cors.allow(origin.as_deref());
+    // Go refuses a bad escape before etcd's handlers (and so its CORS) see the request.
+    let allowed = app
+        .cors
+        .allow(origin.as_deref())
+        .filter(|_| !has_bad_escape(request.uri().path()));
     let mut response = if request.method() == Method::OPTIONS {
         let mut response = Response::new(full(""));
         set_header(&mut response, "Content-Length", "0".into());
@@ -165,24 +169,26 @@ async fn route<R: Runtime>(
         return response;
     }
     if let Some(clean) = redirect_target(&path) {
-        return moved_permanently(&clean, request.uri().query());
+        return moved_permanently(request.method(), &clean, request.uri().query());
     }
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         return keys::handle(&app, request).await;
     }
-    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
-    if (path == "/v2/members" && !reads)
-        || (path.starts_with("/v2/members/") && path != "/v2/members/leader")
-    {
+    if path == "/v2/members" || path.starts_with("/v2/members/") {
         return members::handle(&app, request).await;
     }
-    let get_only = |response: Response<Body>| -> Response<Body> {
-        if request.method() == Method::GET || request.method() == Method::HEAD {
+    // The methods each path takes, as etcd's handlers check them (HEAD only where etcd takes
+    // it); anything else is a 405 naming them.
+    let method = request.method().clone();
+    let only = move |allow: &'static str, response: Response<Body>| -> Response<Body> {
+        let allowed = allow.split(',').any(|m| m == method.as_str());
+        if allowed {
             response
         } else {
-            method_not_allowed("GET, HEAD")
+            method_not_allowed(allow)
         }
     };
+    let get_only = |response| only("GET", response);
     match path.as_str() {
         "/version" => get_only(json_response(
             StatusCode::OK,
@@ -209,55 +215,20 @@ async fn route<R: Runtime>(
             get_only(text_response(code, body))
         }
         "/v2/machines" => {
-            let urls: Vec<String> = app
+            // Sorted, as etcd lists them (clients such as python-etcd take the first).
+            let mut urls: Vec<String> = app
                 .node
                 .members()
                 .into_iter()
                 .flat_map(|m| m.client_urls)
                 .collect();
+            urls.sort();
             let mut response = Response::new(full(urls.join(", ")));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
-            get_only(response)
-        }
-        "/v2/members" => {
-            #[derive(serde::Serialize)]
-            struct Members<'a> {
-                members: &'a [Member],
-            }
-            let members = app.node.members();
-            let body =
-                serde_json::to_string(&Members { members: &members }).expect("members serialise");
-            let mut response = json_response(StatusCode::OK, body);
-            set_header(
-                &mut response,
-                "X-Etcd-Cluster-ID",
-                format_id(app.cluster_id),
-            );
-            get_only(response)
-        }
-        "/v2/members/leader" => {
-            let leader = app.node.status().leader;
-            match app.node.members().iter().find(|m| m.id == leader) {
-                Some(member) => {
-                    let mut response = json_response(
-                        StatusCode::OK,
-                        serde_json::to_string(member).expect("a member serialises"),
-                    );
-                    set_header(
-                        &mut response,
-                        "X-Etcd-Cluster-ID",
-                        format_id(app.cluster_id),
-                    );
-                    get_only(response)
-                }
-                None => get_only(json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"message":"During election"}"#.to_owned(),
-                )),
-            }
+            only("GET,HEAD", response)
         }
         "/v2/stats/self" => get_only(json_response(StatusCode::OK, self_stats(&app))),
         "/v2/stats/leader" => {
@@ -352,19 +323,25 @@ fn redirect_target(path: &str) -> Option<String> {
     (clean != path).then_some(clean)
 }
 
-fn moved_permanently(clean: &str, query: Option<&str>) -> Response<Body> {
+/// Go's `http.Redirect`: a little HTML page for GET and HEAD, nothing for other methods.
+fn moved_permanently(method: &Method, clean: &str, query: Option<&str>) -> Response<Body> {
     let location = match query {
         Some(query) => format!("{clean}?{query}"),
         None => clean.to_owned(),
     };
-    let mut response = Response::new(full(format!(
-        "<a href=\"{location}\">Moved Permanently</a>.\n\n"
-    )));
+    let page = matches!(*method, Method::GET | Method::HEAD);
+    let mut response = Response::new(full(if page {
+        format!("<a href=\"{location}\">Moved Permanently</a>.\n\n")
+    } else {
+        String::new()
+    }));
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    if page {
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
     set_header(&mut response, "Location", location);
     response
 }

@@ -115,6 +115,8 @@ pub(super) struct Core<R: Runtime> {
     /// rest wait here, with their request ids.
     conf_queue: std::collections::VecDeque<(u64, ConfChange)>,
     conf_pending: Option<u64>,
+    /// When this member last proposed its attributes (etcd's publish).
+    publish_sent_at: Option<u64>,
     /// Peer messages refused before they reached raft, and when that was last logged.
     refused_messages: u64,
     last_refusal_logged: Option<std::time::Duration>,
@@ -256,6 +258,7 @@ impl<R: Runtime> Core<R> {
             commit_unsaved: false,
             refused_messages: 0,
             last_refusal_logged: None,
+            publish_sent_at: None,
         };
         Ok((core, shared))
     }
@@ -560,13 +563,17 @@ impl<R: Runtime> Core<R> {
         self.propose_conf_changes();
     }
 
-    /// A started member announces its name and client URLs through raft (etcd's publish),
-    /// again every few ticks until the applied member table shows them.
+    /// A started member announces its name and client URLs through raft (etcd's publish) as
+    /// soon as there is a leader to take it, and again every ten ticks until the applied
+    /// member table shows them: clients that read `/v2/machines` right after the first write
+    /// find the member there.
     fn publish_attributes(&mut self) {
         let Some((name, client_urls)) = self.config.publish.clone() else {
             return;
         };
-        if !self.ticks.is_multiple_of(10) {
+        if self.raw.raft.leader_id == 0
+            || self.publish_sent_at.is_some_and(|at| self.ticks < at + 10)
+        {
             return;
         }
         let shown = self
@@ -590,7 +597,9 @@ impl<R: Runtime> Core<R> {
                 client_urls,
             },
         };
-        let _ = self.raw.propose(Vec::new(), proposal.encode());
+        if self.raw.propose(Vec::new(), proposal.encode()).is_ok() {
+            self.publish_sent_at = Some(self.ticks);
+        }
     }
 
     /// raft-rs sends a lagging follower nothing more until told how its snapshot went. The
