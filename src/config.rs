@@ -313,38 +313,57 @@ fn refuse_tls(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
     }
 }
 
-/// etcd's flags this etcd does not have yet. Given on the command line or as an `ETCD_*`
-/// variable, each one stops the start with a clear message: ignoring, say, `--cert-file`
-/// would serve in plaintext what the operator asked to encrypt.
-pub const UNBUILT_FLAGS: &[(&str, &str)] = &[
-    ("cert-file", "TLS"),
-    ("key-file", "TLS"),
-    ("client-cert-auth", "TLS"),
-    ("trusted-ca-file", "TLS"),
-    ("ca-file", "TLS"),
-    ("client-crl-file", "TLS"),
-    ("auto-tls", "TLS"),
-    ("peer-cert-file", "TLS"),
-    ("peer-key-file", "TLS"),
-    ("peer-client-cert-auth", "TLS"),
-    ("peer-trusted-ca-file", "TLS"),
-    ("peer-ca-file", "TLS"),
-    ("peer-auto-tls", "TLS"),
-    ("proxy", "proxy mode"),
-    ("proxy-failure-wait", "proxy mode"),
-    ("proxy-refresh-interval", "proxy mode"),
-    ("proxy-dial-timeout", "proxy mode"),
-    ("proxy-write-timeout", "proxy mode"),
-    ("proxy-read-timeout", "proxy mode"),
-    ("discovery", "discovery"),
-    ("discovery-fallback", "discovery"),
-    ("discovery-proxy", "discovery"),
-    ("discovery-srv", "discovery"),
-    ("force-new-cluster", "disaster recovery"),
-    ("debug", "logging"),
-    ("log-package-levels", "logging"),
-    ("enable-pprof", "profiling"),
-    ("listen-metrics-urls", "metrics"),
+/// What a flag of etcd's that this etcd does not have does when it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unbuilt {
+    /// A file, URL or mode: refused unless empty (`--proxy` also takes `off`).
+    Value,
+    /// A switch: refused when it is on, ignored when it is off.
+    Switch,
+    /// Meaningful only with a feature that is itself refused (proxy timings, the discovery
+    /// fallback), or one this etcd always has (`--enable-v2`): ignored.
+    Ignored,
+}
+
+/// etcd's flags this etcd does not have yet. Asking for one of these features, on the command
+/// line or as an `ETCD_*` variable, stops the start with a clear message: ignoring, say,
+/// `--cert-file` would serve in plaintext what the operator asked to encrypt. Leaving one
+/// off (`--proxy off`, `--debug=false`, an empty `ETCD_CERT_FILE`), as distributions'
+/// configuration files do, is accepted.
+const UNBUILT_FLAGS: &[(&str, Unbuilt, &str)] = &[
+    ("cert-file", Unbuilt::Value, "TLS"),
+    ("key-file", Unbuilt::Value, "TLS"),
+    ("client-cert-auth", Unbuilt::Switch, "TLS"),
+    ("trusted-ca-file", Unbuilt::Value, "TLS"),
+    ("ca-file", Unbuilt::Value, "TLS"),
+    ("client-crl-file", Unbuilt::Value, "TLS"),
+    ("auto-tls", Unbuilt::Switch, "TLS"),
+    ("peer-cert-file", Unbuilt::Value, "TLS"),
+    ("peer-key-file", Unbuilt::Value, "TLS"),
+    ("peer-client-cert-auth", Unbuilt::Switch, "TLS"),
+    ("peer-trusted-ca-file", Unbuilt::Value, "TLS"),
+    ("peer-ca-file", Unbuilt::Value, "TLS"),
+    ("peer-auto-tls", Unbuilt::Switch, "TLS"),
+    ("proxy", Unbuilt::Value, "proxy mode"),
+    ("proxy-failure-wait", Unbuilt::Ignored, "proxy mode"),
+    ("proxy-refresh-interval", Unbuilt::Ignored, "proxy mode"),
+    ("proxy-dial-timeout", Unbuilt::Ignored, "proxy mode"),
+    ("proxy-write-timeout", Unbuilt::Ignored, "proxy mode"),
+    ("proxy-read-timeout", Unbuilt::Ignored, "proxy mode"),
+    ("discovery", Unbuilt::Value, "discovery"),
+    ("discovery-fallback", Unbuilt::Ignored, "discovery"),
+    ("discovery-proxy", Unbuilt::Value, "discovery"),
+    ("discovery-srv", Unbuilt::Value, "discovery"),
+    ("force-new-cluster", Unbuilt::Switch, "disaster recovery"),
+    ("debug", Unbuilt::Switch, "logging"),
+    ("log-package-levels", Unbuilt::Value, "logging"),
+    ("enable-pprof", Unbuilt::Switch, "profiling"),
+    ("listen-metrics-urls", Unbuilt::Value, "metrics"),
+    (
+        "enable-v2",
+        Unbuilt::Ignored,
+        "the v2 API, which this etcd always serves",
+    ),
 ];
 
 /// The environment variable etcd reads for a flag: `--peer-cert-file` is
@@ -353,22 +372,70 @@ pub fn env_name(flag: &str) -> String {
     format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// Refuses a flag or variable of a feature not built yet; reports `ETCD_*` variables that
-/// name no flag at all (etcd logs these and goes on). `env` is the process environment.
-pub fn check_unbuilt(
+/// Whether a value of an unbuilt flag asks for its feature.
+fn asks_for(kind: Unbuilt, flag: &str, value: Option<&str>) -> Result<bool, String> {
+    match kind {
+        Unbuilt::Ignored => Ok(false),
+        Unbuilt::Switch => match value {
+            None => Ok(true),
+            Some(v) => {
+                parse_go_bool(v).map_err(|_| format!("invalid boolean value {v:?} for -{flag}"))
+            }
+        },
+        Unbuilt::Value => {
+            let off = |v: &str| v.is_empty() || (flag == "proxy" && v == "off");
+            Ok(value.is_some_and(|v| !off(v)))
+        }
+    }
+}
+
+/// The command line and environment made ready for the parser: a flag of a feature this etcd
+/// does not have is refused if it asks for the feature and taken out if it does not; an
+/// `ETCD_*` variable that names no flag, or is empty, is reported (as etcd reports it) and
+/// listed in `cleared` for the caller to remove, so that an empty one means the default.
+pub struct Prepared {
+    pub args: Vec<String>,
+    pub warnings: Vec<String>,
+    pub cleared: Vec<String>,
+}
+
+pub fn prepare(
     args: &[String],
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<String>, ConfigError> {
-    let unbuilt = |name: &str| UNBUILT_FLAGS.iter().find(|(flag, _)| *flag == name);
-    for arg in args.iter().skip(1) {
-        let name = arg.trim_start_matches('-');
-        let name = name.split_once('=').map_or(name, |(n, _)| n);
-        if arg.starts_with('-') {
-            if let Some((flag, feature)) = unbuilt(name) {
-                return Err(ConfigError(format!(
-                    "--{flag} is not supported yet ({feature}); refusing to start without it"
-                )));
+) -> Result<Prepared, ConfigError> {
+    let unbuilt = |name: &str| UNBUILT_FLAGS.iter().find(|(flag, _, _)| *flag == name);
+    let refuse = |flag: &str, feature: &str| {
+        ConfigError(format!(
+            "--{flag} is not supported yet ({feature}); refusing to start without it"
+        ))
+    };
+    let mut kept = Vec::with_capacity(args.len());
+    let mut tokens = args.iter().enumerate().peekable();
+    while let Some((i, arg)) = tokens.next() {
+        let spelled = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+        let (name, inline) = match spelled {
+            Some(rest) if i > 0 => match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            },
+            _ => {
+                kept.push(arg.clone());
+                continue;
             }
+        };
+        let Some(&(flag, kind, feature)) = unbuilt(name) else {
+            kept.push(arg.clone());
+            continue;
+        };
+        // Go's flag package: a switch takes its value only after `=`; others take the next
+        // argument when none is attached.
+        let value = match (inline, kind) {
+            (Some(v), _) => Some(v.to_owned()),
+            (None, Unbuilt::Switch) => None,
+            (None, _) => tokens.next().map(|(_, v)| v.clone()),
+        };
+        if asks_for(kind, flag, value.as_deref()).map_err(ConfigError)? {
+            return Err(refuse(flag, feature));
         }
     }
     use clap::CommandFactory;
@@ -378,18 +445,36 @@ pub fn check_unbuilt(
         .filter_map(|e| e.to_str().map(str::to_owned))
         .collect();
     let mut warnings = Vec::new();
+    let mut cleared = Vec::new();
     for (key, value) in env {
-        if !key.starts_with("ETCD_") || known.contains(&key) {
+        if !key.starts_with("ETCD_") {
             continue;
         }
-        if let Some((flag, feature)) = UNBUILT_FLAGS.iter().find(|(f, _)| env_name(f) == key) {
-            return Err(ConfigError(format!(
-                "{key} is set, but --{flag} is not supported yet ({feature}); refusing to start without it"
-            )));
+        if known.contains(&key) && !value.is_empty() {
+            continue;
+        }
+        if let Some(&(flag, kind, feature)) =
+            UNBUILT_FLAGS.iter().find(|(f, _, _)| env_name(f) == key)
+        {
+            let asked = asks_for(kind, flag, Some(&value))
+                .map_err(|why| ConfigError(format!("{key}: {why}")))?;
+            if asked {
+                return Err(ConfigError(format!(
+                    "{key} is set, but --{flag} is not supported yet ({feature}); refusing to start without it"
+                )));
+            }
+            continue;
         }
         warnings.push(format!("unrecognized environment variable {key}={value}"));
+        if value.is_empty() {
+            cleared.push(key);
+        }
     }
-    Ok(warnings)
+    Ok(Prepared {
+        args: kept,
+        warnings,
+        cleared,
+    })
 }
 
 fn strings(urls: &[Url]) -> Vec<String> {

@@ -140,6 +140,57 @@ fn a_flag_given_twice_keeps_its_last_value() {
 }
 
 #[test]
+fn features_left_off_as_configuration_files_leave_them_are_accepted() {
+    // Distributions' configuration files set these to off or empty; etcd starts with them.
+    serve_with(
+        "config-features-off",
+        |_| {
+            [
+                "--proxy",
+                "off",
+                "--debug=false",
+                "--cert-file=",
+                "--force-new-cluster=false",
+                "--enable-v2=true",
+                "--proxy-dial-timeout",
+                "1000",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        &[
+            ("ETCD_PROXY", "off"),
+            ("ETCD_CERT_FILE", ""),
+            ("ETCD_DISCOVERY_SRV", ""),
+            ("ETCD_CLIENT_CERT_AUTH", "false"),
+        ],
+    );
+    // An empty variable for a real flag means its default, and is reported as etcd does.
+    let log = serve_with(
+        "config-empty-env",
+        |_| Vec::new(),
+        &[("ETCD_SNAPSHOT_COUNT", ""), ("ETCD_NAME", "")],
+    );
+    assert!(
+        log.contains("unrecognized environment variable ETCD_SNAPSHOT_COUNT="),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_stray_word_is_etcds_flag_verification_error() {
+    let out = etcd(&["--strict-reconfig-check", "false"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error verifying flags, 'false' is not a valid flag"
+    );
+    let out = etcd(&["--debug"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--debug is not supported yet"));
+}
+
+#[test]
 fn unknown_etcd_variables_are_reported_and_the_server_starts() {
     let log = serve_with("config-unknown-env", |_| Vec::new(), &[("ETCD_FOO", "1")]);
     assert!(

@@ -299,6 +299,22 @@ fn bad_arguments_connections_and_commands_exit_as_etcdctl() {
     );
     expect(e, "set /dash -5", 0, "-5\n", "");
     expect(e, "get /dash --bogus", 0, "-5\n", "");
+    // A flag the command defines may follow its arguments, as etcd's documentation writes
+    // `set /foo "Expiring Soon" --ttl 20`: it was once dropped, and the key never expired.
+    expect(e, "set /ttl v --ttl 30", 0, "v\n", "");
+    let run = etcdctl(e, &["-o", "extended", "get", "/ttl"], None);
+    assert!(
+        run.stdout.contains("TTL: 30") || run.stdout.contains("TTL: 29"),
+        "{}",
+        run.stdout
+    );
+    expect(e, "set /between --ttl 30 v", 0, "v\n", "");
+    expect(e, "mkdir /tree", 0, "", "");
+    expect(e, "set /tree/leaf 1", 0, "1\n", "");
+    expect(e, "rm /tree --recursive", 0, "", "");
+    expect(e, "set /sep -- -x", 0, "-x\n", "");
+    let run = etcdctl(e, &["set", "/z", "v", "--ttl=abc"], None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
     for command in [
         "set",
         "get",

@@ -4,17 +4,22 @@ use etcd::config::Config;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match etcd::config::check_unbuilt(&args, std::env::vars()) {
-        Ok(warnings) => {
-            for warning in warnings {
+    let args = match etcd::config::prepare(&args, std::env::vars()) {
+        Ok(prepared) => {
+            for warning in prepared.warnings {
                 eprintln!("etcd: {warning}");
             }
+            // An empty variable means the flag's default, as in etcd. Nothing else runs yet.
+            for key in prepared.cleared {
+                std::env::remove_var(key);
+            }
+            prepared.args
         }
         Err(e) => {
             eprintln!("etcd: {e}");
             std::process::exit(1);
         }
-    }
+    };
     let config = match Config::from_args(args.clone()) {
         Ok(Ok(config)) => config,
         Ok(Err(e)) => {
@@ -26,9 +31,11 @@ fn main() {
             return;
         }
         Err(e) => {
-            // Go's flag package: one line saying what was wrong, and status 2.
-            eprintln!("{}", go_flag_error(&e));
-            std::process::exit(2);
+            // Go's flag package: one line saying what was wrong, and status 2 (1 for a stray
+            // word, which etcd itself refuses after parsing).
+            let (line, status) = go_flag_error(&e);
+            eprintln!("{line}");
+            std::process::exit(status);
         }
     };
     if etcd::config::go_style_args(args)
@@ -57,7 +64,7 @@ fn main() {
 }
 
 /// A command-line error in the words of Go's flag package, which etcd prints.
-fn go_flag_error(e: &clap::Error) -> String {
+fn go_flag_error(e: &clap::Error) -> (String, i32) {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind| match e.get(kind) {
         Some(ContextValue::String(s)) => s.clone(),
@@ -67,7 +74,15 @@ fn go_flag_error(e: &clap::Error) -> String {
     let flag = context(ContextKind::InvalidArg);
     let flag = flag.split_whitespace().next().unwrap_or("");
     let flag = format!("-{}", flag.trim_start_matches('-'));
-    match e.kind() {
+    let given = context(ContextKind::InvalidArg);
+    if e.kind() == ErrorKind::UnknownArgument && !given.starts_with('-') {
+        // A word that is no flag at all (`--strict-reconfig-check false`): etcd's own words.
+        return (
+            format!("error verifying flags, '{given}' is not a valid flag"),
+            1,
+        );
+    }
+    let line = match e.kind() {
         ErrorKind::UnknownArgument => format!("flag provided but not defined: {flag}"),
         ErrorKind::InvalidValue if context(ContextKind::InvalidValue).is_empty() => {
             format!("flag needs an argument: {flag}")
@@ -86,5 +101,6 @@ fn go_flag_error(e: &clap::Error) -> String {
             .unwrap_or("bad arguments")
             .trim_start_matches("error: ")
             .to_owned(),
-    }
+    };
+    (line, 2)
 }

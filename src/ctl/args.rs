@@ -304,29 +304,140 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// Go's flag package takes `-name` for `--name`; the command's own arguments after `--` are
-/// left alone (they belong to exec-watch's command).
+/// The command line as etcdctl's (urfave/cli) reads it, rewritten for clap:
+/// - Go's flag package takes `-name` for `--name`;
+/// - a flag the command defines may come after its arguments (`set /k v --ttl 5`, as etcd's
+///   documentation writes it): it is moved in front, with its value;
+/// - anything else after the first argument is an argument, dashes or not (`set /k -5`), and a
+///   `--` among them is dropped (`set /k -- -x` sets `-x`);
+/// - exec-watch's own command, after its `--`, is left alone.
 fn go_style(args: Vec<String>) -> Vec<String> {
-    let mut seen_separator = false;
-    args.into_iter()
-        .enumerate()
-        .map(|(i, arg)| {
-            if arg == "--" {
-                seen_separator = true;
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = args.into_iter();
+    if let Some(program) = rest.next() {
+        out.push(program);
+    }
+    // Global flags, up to the command (and `member`'s subcommand).
+    let mut command = root.clone();
+    let mut tokens: Vec<String> = rest.collect();
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        if token.starts_with('-') && token != "-" && token != "--" {
+            let (flag, takes_value) = known_flag(&command, token);
+            out.push(flag);
+            if takes_value && !token.contains('=') {
+                if let Some(value) = tokens.get(i + 1) {
+                    out.push(value.clone());
+                    i += 1;
+                }
             }
-            let single_dash_long = i > 0
-                && !seen_separator
-                && arg.starts_with('-')
-                && !arg.starts_with("--")
-                && arg.len() > 2
-                && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic());
-            if single_dash_long {
-                format!("-{arg}")
-            } else {
-                arg
+            i += 1;
+            continue;
+        }
+        match command.find_subcommand(token).cloned() {
+            Some(sub) => {
+                out.push(token.clone());
+                command = sub;
+                i += 1;
+                if command.has_subcommands() {
+                    continue;
+                }
+                break;
             }
-        })
-        .collect()
+            None => break,
+        }
+    }
+    let own: Vec<String> = tokens.drain(i.min(tokens.len())..).collect();
+    if command.get_name() == "exec-watch" {
+        let separator = own.iter().position(|t| t == "--").unwrap_or(own.len());
+        let (flags, command_line) = own.split_at(separator);
+        out.extend(flags.iter().map(|t| go_flag(&command, t)));
+        out.extend(command_line.iter().cloned());
+        return out;
+    }
+    out.extend(reorder(&command, own));
+    out
+}
+
+/// A command's own tokens with its flags (and their values) in front of its arguments.
+fn reorder(command: &clap::Command, tokens: Vec<String>) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mut arguments: Vec<String> = Vec::new();
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        if token == "--" {
+            // Everything after it is an argument; before any argument clap takes `--` itself.
+            if arguments.is_empty() {
+                arguments.push(token);
+            }
+            arguments.extend(tokens.by_ref());
+            break;
+        }
+        let (flag, takes_value, defined) = command_flag(command, &token);
+        let is_flag = token.starts_with('-') && token.len() > 1;
+        if is_flag && (defined || arguments.is_empty()) {
+            flags.push(flag);
+            if takes_value && !token.contains('=') {
+                if let Some(value) = tokens.next_if(|v| !v.starts_with('-') || v.len() == 1) {
+                    flags.push(value);
+                }
+            }
+        } else {
+            arguments.push(token);
+        }
+    }
+    if arguments.first().is_some_and(|a| a != "--") && arguments.iter().any(|a| a.starts_with('-'))
+    {
+        // clap would read a dash argument as a flag: `--` says the rest are arguments.
+        arguments.insert(0, "--".into());
+    }
+    flags.extend(arguments);
+    flags
+}
+
+/// A token as clap should see it, and whether the flag takes a value.
+fn known_flag(command: &clap::Command, token: &str) -> (String, bool) {
+    let (flag, takes_value, _) = command_flag(command, token);
+    (flag, takes_value)
+}
+
+fn go_flag(command: &clap::Command, token: &str) -> String {
+    command_flag(command, token).0
+}
+
+/// `token` rewritten for clap (`-name` as `--name`), whether it takes a value, and whether
+/// the command defines it.
+fn command_flag(command: &clap::Command, token: &str) -> (String, bool, bool) {
+    let Some(stripped) = token.strip_prefix('-') else {
+        return (token.to_owned(), false, false);
+    };
+    let long = stripped.strip_prefix('-').unwrap_or(stripped);
+    let name = long.split_once('=').map_or(long, |(n, _)| n);
+    let by_long = command.get_arguments().find(|a| {
+        a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+    });
+    if let Some(arg) = by_long {
+        let takes_value = arg.get_action().takes_values();
+        return (format!("--{long}"), takes_value, true);
+    }
+    let by_short = (!token.starts_with("--") && name.chars().count() == 1)
+        .then(|| name.chars().next())
+        .flatten()
+        .and_then(|c| command.get_arguments().find(|a| a.get_short() == Some(c)));
+    if let Some(arg) = by_short {
+        return (token.to_owned(), arg.get_action().takes_values(), true);
+    }
+    // Unknown: spelled long, so that clap's complaint names it.
+    let spelled = if token.starts_with("--") || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+    {
+        token.to_owned()
+    } else {
+        format!("-{token}")
+    };
+    (spelled, false, false)
 }
 
 pub fn parse(args: Vec<String>) -> Result<Cli, Exit> {
