@@ -209,7 +209,7 @@ impl Error {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("an error always serialises")
+        crate::json::to_string(self)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod error;
 pub mod fuzzing;
+pub mod json;
 pub mod lincheck;
 pub mod membership;
 pub mod node;

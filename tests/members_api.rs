@@ -258,3 +258,19 @@ fn the_leader_during_an_election_is_etcds_503() {
         reply.body
     );
 }
+
+#[test]
+fn json_escapes_what_gos_encoder_escapes() {
+    let members = running_cluster("go-json", 1);
+    let port = members[0].client;
+    // `<`, `>` and `&` as Go's encoding/json writes them (etcd answers through it).
+    let reply = put(port, "/html", "value=%3Cb%3E%26%3C%2Fb%3E");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains(r#""value":"\u003cb\u003e\u0026\u003c/b\u003e""#),
+        "{}",
+        reply.body
+    );
+}

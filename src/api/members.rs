@@ -132,7 +132,7 @@ pub async fn handle<R: Runtime>(
 
 /// etcd's members JSON ends with a newline.
 fn json_line<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_string(value).expect("members serialise") + "\n";
+    let body = crate::json::to_string(value) + "\n";
     json_response(status, body)
 }
 

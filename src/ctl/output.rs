@@ -48,10 +48,7 @@ pub fn response_key(r: &Response, format: &str) -> Printed {
             }
             Printed::out(s)
         }
-        "json" => Printed::out(format!(
-            "{}\n",
-            serde_json::to_string(r).expect("a response serialises")
-        )),
+        "json" => Printed::out(format!("{}\n", crate::json::to_string(r))),
         other => Printed {
             stdout: String::new(),
             stderr: format!("Unsupported output format: {other}\n"),

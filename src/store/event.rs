@@ -72,7 +72,7 @@ impl Event {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("an event always serialises")
+        crate::json::to_string(self)
     }
 
     /// A delete or expiry of a directory, which also ends everything below it.
