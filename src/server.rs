@@ -427,7 +427,9 @@ where
     let mut refused = 0u64;
     let mut http = http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Header names as Go writes them (`X-Etcd-Index`), for scripts that grep `curl -i`.
+        .title_case_headers(true);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

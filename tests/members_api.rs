@@ -273,4 +273,16 @@ fn json_escapes_what_gos_encoder_escapes() {
         "{}",
         reply.body
     );
+    // Header names as Go writes them, for scripts that grep `curl -i`.
+    let names: Vec<&str> = reply.headers.iter().map(|(k, _)| k.as_str()).collect();
+    for name in [
+        "X-Etcd-Index",
+        "X-Raft-Index",
+        "X-Etcd-Cluster-Id",
+        "Content-Type",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let missing = http("GET", port, "/nowhere", "").unwrap();
+    assert_eq!(missing.header("X-Content-Type-Options"), Some("nosniff"));
 }

@@ -57,6 +57,13 @@ pub(crate) fn text_response(status: StatusCode, body: &'static str) -> Response<
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if status.is_client_error() || status.is_server_error() {
+        // As Go's `http.Error` marks its plain-text errors.
+        response.headers_mut().insert(
+            "X-Content-Type-Options",
+            HeaderValue::from_static("nosniff"),
+        );
+    }
     response
 }
 
