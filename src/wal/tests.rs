@@ -76,6 +76,20 @@ fn coin(mut seed: u64) -> impl FnMut() -> bool {
     }
 }
 
+/// A new log with entries 1..=n (term 1) and `hs`, saved at once and synced; and the entries.
+async fn saved(
+    disk: &SimDisk,
+    segment_bytes: u64,
+    n: u64,
+    hs: HardState,
+) -> (Wal<SimDisk>, Vec<Entry>) {
+    let mut wal = fresh(disk, segment_bytes).await;
+    let entries: Vec<_> = (1..=n).map(|i| entry(i, 1)).collect();
+    wal.save(Some(&hs), &entries).await.unwrap();
+    wal.sync().await.unwrap();
+    (wal, entries)
+}
+
 /// A new log with entries 1..=n (term 1), one save each, synced.
 async fn written(disk: &SimDisk, segment_bytes: u64, n: u64) -> Wal<SimDisk> {
     let mut wal = fresh(disk, segment_bytes).await;
@@ -96,12 +110,7 @@ async fn fresh(disk: &SimDisk, segment_bytes: u64) -> Wal<SimDisk> {
 fn entries_and_hard_state_survive_reopen() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, BIG).await;
-        let entries: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
-        wal.save(Some(&hard_state(1, 2, 3)), &entries)
-            .await
-            .unwrap();
-        wal.sync().await.unwrap();
+        let (_wal, entries) = saved(&disk, BIG, 5, hard_state(1, 2, 3)).await;
         let (wal, got) = Wal::open(disk.clone(), dir(), 0, BIG).await.unwrap();
         assert_eq!(got.entries, entries);
         assert_eq!(got.hard_state, hard_state(1, 2, 3));
@@ -511,12 +520,7 @@ fn a_segment_cut_right_after_its_last_record_is_refused() {
 fn a_segment_cut_in_its_zero_tail_loses_nothing() {
     run(async {
         let disk = SimDisk::new();
-        let mut wal = fresh(&disk, BIG).await;
-        let entries: Vec<_> = (1..=200).map(|i| entry(i, 1)).collect();
-        wal.save(Some(&hard_state(1, 1, 200)), &entries)
-            .await
-            .unwrap();
-        wal.sync().await.unwrap();
+        let (wal, entries) = saved(&disk, BIG, 200, hard_state(1, 1, 200)).await;
         drop(wal);
         let segment = last_segment(&disk);
         let end = data_end(&disk, &segment) as u64;
