@@ -9,12 +9,27 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port no one listens on, from below Linux's ephemeral range (32768–60999): a port the
+/// kernel hands out for `:0` can be taken by any outgoing connection before the member binds
+/// it, which made tests fail now and then. Ports the README and the Procfile use are skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 15_000;
+    const SPAN: u32 = 17_000;
+    const FIXED: [u16; 8] = [22379, 22380, 32379, 32380, 14379, 14380, 12379, 12380];
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each test process starts somewhere else in the span, so two at once rarely meet.
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if FIXED.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn scratch(name: &str) -> PathBuf {
