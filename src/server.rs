@@ -256,17 +256,6 @@ pub async fn run(config: Config) -> Result<(), String> {
             client_urls: Vec::new(),
         })
         .collect();
-    // A joining member also knows the members the cluster listed when it asked (they alone
-    // may speak to it until its first snapshot says who the members are).
-    for member in &known {
-        if node_config
-            .initial_members
-            .iter()
-            .all(|m| m.id != member.id)
-        {
-            node_config.initial_members.push(member.clone());
-        }
-    }
     node_config.publish = Some((config.name.clone(), config.advertise_client_urls.clone()));
     node_config.strict_reconfig_check = config.strict_reconfig_check;
     node_config.join = !config.new_cluster;

@@ -319,22 +319,10 @@ impl<R: Runtime> Core<R> {
             return;
         }
         let raft = &self.raw.raft;
-        let is_member = |id: u64| raft.prs().get(id).is_some();
-        let knows_members = raft.prs().iter().next().is_some();
-        // Only a member still waiting for its first snapshot needs the list (and pays for it).
-        let first_senders: Vec<u64> = if knows_members {
-            Vec::new()
-        } else {
-            let told = self.config.initial_members.iter().map(|m| m.id);
-            told.chain(self.config.peers.iter().copied()).collect()
-        };
         let view = admission::View {
             id: self.config.id,
             term: raft.term,
             last_index: raft.raft_log.last_index(),
-            is_member: &is_member,
-            knows_members,
-            first_senders: &first_senders,
         };
         if let Err(refusal) = admission::check(&message, &view) {
             self.refused_message(&message, refusal);
