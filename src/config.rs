@@ -410,7 +410,7 @@ pub fn prepare(
         ))
     };
     let mut kept = Vec::with_capacity(args.len());
-    let mut tokens = args.iter().enumerate().peekable();
+    let mut tokens = args.iter().enumerate();
     while let Some((i, arg)) = tokens.next() {
         let spelled = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
         let (name, inline) = match spelled {

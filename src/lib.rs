@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod ctl;

@@ -215,16 +215,15 @@ async fn bind(url: &crate::config::Url, what: &str) -> Result<TcpListener, Strin
 pub async fn run(config: Config) -> Result<(), String> {
     // A data dir in use is refused before anything else; a new one is made only once the
     // ports are bound, so a start that fails for a port in use leaves nothing behind.
-    let mut lock = if config.data_dir.exists() {
-        Some(lock_data_dir(&config.data_dir)?)
-    } else {
-        None
-    };
+    let existing = config.data_dir.exists();
+    let early_lock = existing
+        .then(|| lock_data_dir(&config.data_dir))
+        .transpose()?;
     let (client_listeners, peer_listeners) = bind_all(&config).await?;
-    if lock.is_none() {
-        lock = Some(lock_data_dir(&config.data_dir)?);
-    }
-    let _lock = lock;
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => lock_data_dir(&config.data_dir)?,
+    };
     let (id, cluster_id, known, new_member) = identity(&config).await?;
     let mut config = config;
     config.id = id;

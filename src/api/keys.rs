@@ -57,12 +57,17 @@ impl Form {
     }
 }
 
-/// A `%` not followed by two hex digits, which Go's form parser refuses.
-fn bad_escape(text: &[u8]) -> Option<Error> {
-    let at = text.iter().enumerate().find_map(|(i, &b)| {
+/// Where a `%` is not followed by two hex digits, which Go's URL and form parsers refuse.
+pub(super) fn bad_escape_at(text: &[u8]) -> Option<usize> {
+    text.iter().enumerate().find_map(|(i, &b)| {
         let hex = |j: usize| text.get(j).is_some_and(u8::is_ascii_hexdigit);
         (b == b'%' && !(hex(i + 1) && hex(i + 2))).then_some(i)
-    })?;
+    })
+}
+
+/// etcd's error for a bad escape in a form or a query.
+fn bad_escape(text: &[u8]) -> Option<Error> {
+    let at = bad_escape_at(text)?;
     let escape = String::from_utf8_lossy(&text[at..(at + 3).min(text.len())]).into_owned();
     Some(form_error(
         ErrorCode::InvalidForm,
@@ -362,10 +367,11 @@ pub async fn handle<R: Runtime>(
             Ok(_) => {}
             Err(e) => {
                 // Go's words for a form past its limit, which etcd's v2 API answers with.
+                use crate::body::BodyError;
                 let cause = match e {
-                    super::BodyError::TooLarge => "http: POST too large",
-                    super::BodyError::TooSlow => "the request body took too long to arrive",
-                    super::BodyError::Broken => "the request body is broken",
+                    BodyError::TooLarge => "http: POST too large",
+                    BodyError::TooSlow => "the request body took too long to arrive",
+                    BodyError::Broken => "the request body is broken",
                 };
                 let e = form_error(ErrorCode::InvalidForm, cause.into());
                 return error_response(&e, app.cluster_id);

@@ -80,30 +80,21 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// body would hold its connection, and its share of the connection limit, for ever.
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Why a request body could not be read.
-pub(crate) enum BodyError {
-    TooLarge,
-    TooSlow,
-    Broken,
-}
-
 /// A whole request body, at most `limit` bytes, within [`BODY_DEADLINE`].
 pub(crate) async fn read_body<R: Runtime>(
     app: &App<R>,
     body: hyper::body::Incoming,
     limit: usize,
-) -> Result<Bytes, BodyError> {
-    let collect = http_body_util::Limited::new(body, limit).collect();
-    let deadline = app.node.runtime().sleep(BODY_DEADLINE);
-    tokio::select! {
-        biased;
-        collected = collect => match collected {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-            Err(_) => Err(BodyError::Broken),
-        },
-        _ = deadline => Err(BodyError::TooSlow),
-    }
+) -> Result<Bytes, crate::body::BodyError> {
+    let reading = crate::body::BodyRead {
+        max: limit,
+        budget: None,
+        deadline: BODY_DEADLINE,
+        stall: BODY_DEADLINE,
+    };
+    let runtime = app.node.runtime();
+    let (bytes, _) = reading.read(body, |d| runtime.sleep(d)).await?;
+    Ok(bytes)
 }
 
 /// etcd's error JSON with its status and `X-Etcd-Index`.
@@ -133,14 +124,19 @@ pub async fn handle<R: Runtime>(
         .get("Origin")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // Go refuses a bad escape before etcd's handlers (and so its CORS) see the request.
-    let allowed = app
-        .cors
-        .allow(origin.as_deref())
-        .filter(|_| !has_bad_escape(request.uri().path()));
+    // Go refuses a path with a bad escape before etcd's handlers (and so its CORS) see it.
+    let bad_escape = keys::bad_escape_at(request.uri().path().as_bytes()).is_some();
+    let allowed = app.cors.allow(origin.as_deref()).filter(|_| !bad_escape);
     let mut response = if request.method() == Method::OPTIONS {
         let mut response = Response::new(full(""));
         set_header(&mut response, "Content-Length", "0".into());
+        response
+    } else if bad_escape {
+        // Go's bare answer, and a closed connection.
+        let mut response = text_response(StatusCode::BAD_REQUEST, "400 Bad Request");
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         response
     } else {
         route(app, request).await
@@ -167,14 +163,6 @@ async fn route<R: Runtime>(
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
-    if has_bad_escape(&path) {
-        // Go refuses such a URL before etcd sees it, with a bare answer and a closed connection.
-        let mut response = text_response(StatusCode::BAD_REQUEST, "400 Bad Request");
-        response
-            .headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
     if let Some(clean) = redirect_target(&path) {
         return moved_permanently(request.method(), &clean, request.uri().query());
     }
@@ -309,15 +297,6 @@ struct LeaderInfo {
     uptime: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     start_time: Option<String>,
-}
-
-/// A `%` not followed by two hex digits, which Go's URL parser refuses.
-fn has_bad_escape(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
-        b == b'%' && !(hex(i + 1) && hex(i + 2))
-    })
 }
 
 /// Go's ServeMux answers a path with `//`, `.` or `..` segments with a redirect to the clean

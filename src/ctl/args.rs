@@ -313,20 +313,19 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 /// - exec-watch's own command, after its `--`, is left alone.
 fn go_style(args: Vec<String>) -> Vec<String> {
     use clap::CommandFactory;
-    let root = Cli::command();
     let mut out = Vec::with_capacity(args.len());
     let mut rest = args.into_iter();
     if let Some(program) = rest.next() {
         out.push(program);
     }
     // Global flags, up to the command (and `member`'s subcommand).
-    let mut command = root.clone();
+    let mut command = Cli::command();
     let mut tokens: Vec<String> = rest.collect();
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
         if token.starts_with('-') && token != "-" && token != "--" {
-            let (flag, takes_value) = known_flag(&command, token);
+            let (flag, takes_value, _) = command_flag(&command, token);
             out.push(flag);
             if takes_value && !token.contains('=') {
                 if let Some(value) = tokens.get(i + 1) {
@@ -350,11 +349,11 @@ fn go_style(args: Vec<String>) -> Vec<String> {
             None => break,
         }
     }
-    let own: Vec<String> = tokens.drain(i.min(tokens.len())..).collect();
+    let own = tokens.split_off(i.min(tokens.len()));
     if command.get_name() == "exec-watch" {
         let separator = own.iter().position(|t| t == "--").unwrap_or(own.len());
         let (flags, command_line) = own.split_at(separator);
-        out.extend(flags.iter().map(|t| go_flag(&command, t)));
+        out.extend(flags.iter().map(|t| command_flag(&command, t).0));
         out.extend(command_line.iter().cloned());
         return out;
     }
@@ -396,16 +395,6 @@ fn reorder(command: &clap::Command, tokens: Vec<String>) -> Vec<String> {
     }
     flags.extend(arguments);
     flags
-}
-
-/// A token as clap should see it, and whether the flag takes a value.
-fn known_flag(command: &clap::Command, token: &str) -> (String, bool) {
-    let (flag, takes_value, _) = command_flag(command, token);
-    (flag, takes_value)
-}
-
-fn go_flag(command: &clap::Command, token: &str) -> String {
-    command_flag(command, token).0
 }
 
 /// `token` rewritten for clap (`-name` as `--name`), whether it takes a value, and whether

@@ -556,14 +556,15 @@ impl<R: Runtime> Core<R> {
     /// member table shows them: clients that read `/v2/machines` right after the first write
     /// find the member there.
     fn publish_attributes(&mut self) {
-        let Some((name, client_urls)) = self.config.publish.clone() else {
-            return;
-        };
-        if self.raw.raft.leader_id == 0
+        if self.config.publish.is_none()
+            || self.raw.raft.leader_id == 0
             || self.publish_sent_at.is_some_and(|at| self.ticks < at + 10)
         {
             return;
         }
+        let Some((name, client_urls)) = self.config.publish.clone() else {
+            return;
+        };
         let shown = self
             .shared
             .state
@@ -770,7 +771,7 @@ impl<R: Runtime> Core<R> {
                     self.conf_applied = true;
                     match ConfChange::parse_from_bytes(&entry.data) {
                         Ok(change) => {
-                            removed_self |= self.apply_member_change(&mut store, &entry, change)?
+                            removed_self |= self.apply_member_change(&mut store, change)?
                         }
                         // Forged, like an undecodable proposal: skipped by every member alike.
                         Err(e) => eprintln!("etcd: skipped membership entry {}: {e}", entry.index),
@@ -819,20 +820,17 @@ impl<R: Runtime> Core<R> {
         }
     }
 
-    /// A snapshot from the leader: it replaces the log and the store.
     /// Applies one membership change (adding or removing a voter) to the member table and to
     /// raft together, or to neither; `true` when it removed this member.
     fn apply_member_change(
         &mut self,
         state: &mut State,
-        entry: &raft::eraftpb::Entry,
         change: ConfChange,
     ) -> Result<bool, Fatal> {
         use raft::eraftpb::ConfChangeType;
         let context: Option<ConfContext> = postcard::from_bytes(change.get_context()).ok();
         let id = change.node_id;
         let kind = change.get_change_type();
-        let last_voter = self.raw.raft.prs().conf().to_conf_state().voters == [id];
         // The same check again, on the replicated table: every member decides alike, and two
         // changes that passed their first check one at a time cannot both slip through. A
         // refused change must not reach raft's apply_conf_change.
@@ -842,9 +840,13 @@ impl<R: Runtime> Core<R> {
             }
             // raft refuses a configuration without voters; refused here first, so the table
             // and raft never part.
-            (ConfChangeType::RemoveNode, Some(_)) if last_voter => Err(
-                MembershipError::Unavailable("the last member cannot be removed".into()),
-            ),
+            (ConfChangeType::RemoveNode, Some(_))
+                if self.raw.raft.prs().conf().to_conf_state().voters == [id] =>
+            {
+                Err(MembershipError::Unavailable(
+                    "the last member cannot be removed".into(),
+                ))
+            }
             (ConfChangeType::RemoveNode, Some(ctx)) => {
                 state.members.remove(id, ctx.strict).map(|_| ())
             }
@@ -860,7 +862,11 @@ impl<R: Runtime> Core<R> {
         };
         let mut removed_self = false;
         if outcome.is_ok() {
-            apply_conf_change::<ConfChange>(&mut self.raw, &self.storage, entry)?;
+            let conf = self
+                .raw
+                .apply_conf_change(&change)
+                .map_err(|e| e.to_string())?;
+            self.storage.mem.wl().set_conf_state(conf);
             match (kind, &context) {
                 (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
                 _ => removed_self = id == self.config.id,
@@ -877,6 +883,7 @@ impl<R: Runtime> Core<R> {
         Ok(removed_self)
     }
 
+    /// A snapshot from the leader: it replaces the log and the store.
     async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Fatal> {
         let meta = snapshot.get_metadata().clone();
         let state = State::restore(&snapshot.data)?;
@@ -1014,19 +1021,6 @@ impl Drop for StopOnPanic {
     }
 }
 
-/// Applies a membership change entry of either encoding and records the new configuration.
-fn apply_conf_change<C: protobuf::Message + raft_proto::ConfChangeI>(
-    raw: &mut RawNode<RaftStorage>,
-    storage: &RaftStorage,
-    entry: &raft::eraftpb::Entry,
-) -> Result<(), Fatal> {
-    let change =
-        C::parse_from_bytes(&entry.data).map_err(|e| format!("entry {}: {e}", entry.index))?;
-    let state = raw.apply_conf_change(&change).map_err(|e| e.to_string())?;
-    storage.mem.wl().set_conf_state(state);
-    Ok(())
-}
-
 fn no_leader() -> MembershipError {
     MembershipError::Unavailable("etcdserver: no leader to take the change; try again".into())
 }
@@ -1090,15 +1084,19 @@ async fn bootstrap<D: crate::runtime::Disk>(
 mod tests {
     use super::*;
 
+    fn fresh_shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            state: RwLock::new(State::default()),
+            status: Mutex::new(Status::default()),
+            log: RaftStorage::default(),
+        })
+    }
+
     #[test]
     // A real thread, so that the panic unwinds as it does in a tokio worker.
     #[allow(clippy::disallowed_methods)]
     fn a_panic_in_the_raft_task_marks_the_member_stopped() {
-        let shared = Arc::new(Shared {
-            state: RwLock::new(State::default()),
-            status: Mutex::new(Status::default()),
-            log: RaftStorage::default(),
-        });
+        let shared = fresh_shared();
         let watched = Arc::clone(&shared);
         let task = std::thread::spawn(move || {
             let _watch = StopOnPanic(watched);
@@ -1108,11 +1106,7 @@ mod tests {
         let stopped = shared.status.lock().unwrap().stopped.clone();
         assert!(stopped.is_some_and(|why| why.contains("panicked")));
         // A task that ends normally leaves the reason to whoever stopped it.
-        let calm = Arc::new(Shared {
-            state: RwLock::new(State::default()),
-            status: Mutex::new(Status::default()),
-            log: RaftStorage::default(),
-        });
+        let calm = fresh_shared();
         drop(StopOnPanic(Arc::clone(&calm)));
         assert_eq!(calm.status.lock().unwrap().stopped, None);
     }

@@ -9,15 +9,16 @@
 //!
 //! What a peer request may cost the receiver is bounded, because anyone who can reach the
 //! peer port can send one: each lane has a body limit sized to the largest batch a real peer
-//! sends, a batch holds at most [`BATCH`] messages and no empty frame (an empty frame would be
-//! a whole decoded message made of four bytes), and only a few bodies are read at once.
+//! sends and a deadline, a batch holds at most [`BATCH`] messages and no empty frame (an empty
+//! frame would be a whole decoded message made of four bytes), message bodies being read share
+//! one memory budget, and snapshots are read one at a time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use protobuf::Message as _;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, Semaphore};
 pub mod stats;
 
 use crate::api::{full, text_response, Body};
+use crate::body::{BodyError, BodyRead};
 use crate::membership::{format_id, parse_id};
 use crate::node::PeerReport;
 use crate::runtime::Transport;
@@ -182,9 +184,6 @@ impl Transport for HttpTransport {
     }
 
     fn send(&self, message: Message) {
-        if message.get_msg_type() == MessageType::MsgAppend {
-            self.stats.append_sent(message.compute_size() as usize);
-        }
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(lanes) = peers.get(&message.to) {
             let lane = if message.get_msg_type() == MessageType::MsgSnapshot {
@@ -324,6 +323,15 @@ struct Peer {
 }
 
 impl Peer {
+    /// A message's encoded size, counted in the stats when it is an append.
+    fn sized(&self, message: &Message) -> usize {
+        let bytes = message.compute_size() as usize;
+        if message.get_msg_type() == MessageType::MsgAppend {
+            self.stats.append_sent(bytes);
+        }
+        bytes
+    }
+
     fn report(&self, report: PeerReport) {
         if let Some(reporter) = self.reporter.get() {
             reporter(report);
@@ -343,13 +351,14 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
     let mut sender: Option<(Sender, String)> = None;
     let mut backoff = Duration::from_millis(50);
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.compute_size() as usize;
+        // Sizes are taken here, off the raft loop, once: for the batch's limit and the stats.
+        let mut bytes = peer.sized(&first);
         let mut batch = vec![first];
         // A snapshot goes alone; messages fill a batch up to the receiver's limits.
         while kind == Lane::Messages && batch.len() < BATCH && bytes < BATCH_BYTES {
             match rx.try_recv() {
                 Ok(message) => {
-                    bytes += message.compute_size() as usize;
+                    bytes += peer.sized(&message);
                     batch.push(message);
                 }
                 Err(_) => break,
@@ -528,7 +537,7 @@ impl Inbound {
                 stall: SNAPSHOT_STALL,
             },
         };
-        let (body, _held) = match reading.read(request.into_body()).await {
+        let (body, _held) = match reading.read(request.into_body(), tokio::time::sleep).await {
             Ok(read) => read,
             Err(BodyError::TooLarge) => {
                 return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n")
@@ -570,74 +579,6 @@ impl Inbound {
                 eprintln!("etcd: the raft inbox is full; {dropped} peer messages dropped so far");
             }
         }
-    }
-}
-
-/// How one peer request body is read: its size limit, the memory budget it draws on, and how
-/// long it may take in all and between two pieces.
-struct BodyRead<'a> {
-    max: usize,
-    budget: Option<&'a Semaphore>,
-    deadline: Duration,
-    stall: Duration,
-}
-
-enum BodyError {
-    TooLarge,
-    TooSlow,
-    Broken,
-}
-
-/// Budget bytes a body holds, returned when it is dropped.
-struct Held<'a> {
-    budget: Option<&'a Semaphore>,
-    bytes: usize,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        if let Some(budget) = self.budget {
-            budget.add_permits(self.bytes);
-        }
-    }
-}
-
-impl<'a> BodyRead<'a> {
-    async fn read(&self, mut body: hyper::body::Incoming) -> Result<(Bytes, Held<'a>), BodyError> {
-        let until = tokio::time::Instant::now() + self.deadline;
-        let mut held = Held {
-            budget: self.budget,
-            bytes: 0,
-        };
-        let mut out = bytes::BytesMut::new();
-        loop {
-            let wait = self
-                .stall
-                .min(until.saturating_duration_since(tokio::time::Instant::now()));
-            let frame = match tokio::time::timeout(wait, body.frame()).await {
-                Err(_) => return Err(BodyError::TooSlow),
-                Ok(None) => break,
-                Ok(Some(Err(_))) => return Err(BodyError::Broken),
-                Ok(Some(Ok(frame))) => frame,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers
-            };
-            if out.len() + data.len() > self.max {
-                return Err(BodyError::TooLarge);
-            }
-            if let Some(budget) = self.budget {
-                let n = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
-                match tokio::time::timeout_at(until, budget.acquire_many(n)).await {
-                    Ok(Ok(permit)) => permit.forget(),
-                    Ok(Err(_)) => return Err(BodyError::Broken),
-                    Err(_) => return Err(BodyError::TooSlow),
-                }
-                held.bytes += data.len();
-            }
-            out.extend_from_slice(&data);
-        }
-        Ok((out.freeze(), held))
     }
 }
 
