@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod json;
 pub mod lincheck;
 pub mod membership;
+pub mod net;
 pub mod node;
 pub mod request;
 pub mod runtime;

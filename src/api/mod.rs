@@ -4,11 +4,9 @@
 pub mod keys;
 pub mod members;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -18,7 +16,7 @@ use crate::node::{Node, Role};
 use crate::runtime::Runtime;
 use crate::timestamp::Timestamp;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub use crate::net::{full, json_response, method_not_allowed, text_response, Body};
 
 /// What the handlers need: the member, and what is known of the cluster.
 pub struct App<R: Runtime> {
@@ -37,46 +35,8 @@ pub struct App<R: Runtime> {
     pub traffic: std::sync::Arc<crate::transport::TrafficStats>,
 }
 
-pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
-}
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-pub(crate) fn text_response(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if status.is_client_error() || status.is_server_error() {
-        // As Go's `http.Error` marks its plain-text errors.
-        response.headers_mut().insert(
-            "X-Content-Type-Options",
-            HeaderValue::from_static("nosniff"),
-        );
-    }
-    response
-}
-
-pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-    response
-        .headers_mut()
-        .insert("Allow", HeaderValue::from_static(allow));
-    response
-}
-
 /// How long a client may take to send a request body. A request head has its own timeout
-/// (`server::HEADER_READ_TIMEOUT`); without this one a client that stalls in the middle of a
+/// (`net::HEADER_READ_TIMEOUT`); without this one a client that stalls in the middle of a
 /// body would hold its connection, and its share of the connection limit, for ever.
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 

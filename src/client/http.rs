@@ -5,10 +5,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::Body;
+use crate::runtime::{timeout, Host};
 
 /// A response: status, headers and the whole body.
 #[derive(Clone, Debug)]
@@ -29,7 +28,25 @@ impl Reply {
     }
 }
 
-pub(super) async fn send(
+/// Why a request got no answer.
+pub(super) enum Failure {
+    /// No connection: the request was never sent, so it may be sent elsewhere.
+    NotSent(String),
+    /// The request may have reached the member (and a write may yet take effect).
+    Unknown(String),
+}
+
+impl Failure {
+    pub(super) fn into_message(self) -> String {
+        match self {
+            Failure::NotSent(why) | Failure::Unknown(why) => why,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send<H: Host>(
+    host: &H,
     endpoint: &str,
     method: &str,
     path_and_query: &str,
@@ -37,23 +54,12 @@ pub(super) async fn send(
     credentials: Option<&(String, String)>,
     dial_timeout: Duration,
     header_timeout: Option<Duration>,
-) -> Result<Reply, String> {
+) -> Result<Reply, Failure> {
     let authority = endpoint.trim_start_matches("http://");
-    let stream = match tokio::time::timeout(dial_timeout, TcpStream::connect(authority)).await {
-        Err(_) => return Err(format!("dial tcp {authority}: i/o timeout")),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(format!("dial tcp {authority}: connect: connection refused"))
-        }
-        Ok(Err(e)) => return Err(format!("dial tcp {authority}: {e}")),
-        Ok(Ok(stream)) => stream,
+    let mut sender = match crate::net::dial(host, authority, dial_timeout).await {
+        Ok(sender) => sender,
+        Err(e) => return Err(Failure::NotSent(format!("dial tcp {authority}: {e}"))),
     };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{endpoint}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
 
     let mut request = hyper::Request::builder()
         .method(method)
@@ -73,28 +79,28 @@ pub(super) async fn send(
     };
     let request = request
         .body(Full::new(payload))
-        .map_err(|e| format!("{endpoint}: {e}"))?;
+        .map_err(|e| Failure::NotSent(format!("{endpoint}: {e}")))?;
 
     let response = sender.send_request(request);
     let response = match header_timeout {
-        Some(limit) => match tokio::time::timeout(limit, response).await {
-            Err(_) => {
-                return Err(format!(
+        Some(limit) => match timeout(host, limit, response).await {
+            Err(()) => {
+                return Err(Failure::Unknown(format!(
                     "client: endpoint {endpoint} exceeded header timeout"
-                ))
+                )))
             }
             Ok(r) => r,
         },
         None => response.await,
     }
-    .map_err(|e| format!("{endpoint}: {e}"))?;
+    .map_err(|e| Failure::Unknown(format!("{endpoint}: {e}")))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("{endpoint}: {e}"))?
+        .map_err(|e| Failure::Unknown(format!("{endpoint}: {e}")))?
         .to_bytes();
     Ok(Reply {
         status,

@@ -5,6 +5,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Serialize};
 
 use super::{encode_pairs, Body, Client, ClientError, EtcdError, Reply};
+use crate::runtime::Host;
 
 /// A node as Go's `client.Node` marshals it: `value` and `nodes` always present (`nodes`
 /// null when absent), `dir`, `expiration` and `ttl` only when set.
@@ -144,7 +145,11 @@ pub fn decode(reply: &Reply) -> Result<Response, ClientError> {
     }
 }
 
-pub async fn get(client: &mut Client, key: &str, o: &GetOptions) -> Result<Response, ClientError> {
+pub async fn get<H: Host>(
+    client: &mut Client<H>,
+    key: &str,
+    o: &GetOptions,
+) -> Result<Response, ClientError> {
     let query = [
         ("recursive", bool_text(o.recursive)),
         ("sorted", bool_text(o.sort)),
@@ -156,8 +161,8 @@ pub async fn get(client: &mut Client, key: &str, o: &GetOptions) -> Result<Respo
     decode(&reply)
 }
 
-pub async fn set(
-    client: &mut Client,
+pub async fn set<H: Host>(
+    client: &mut Client<H>,
     key: &str,
     value: &str,
     o: &SetOptions,
@@ -195,8 +200,8 @@ pub async fn set(
     decode(&reply)
 }
 
-pub async fn create_in_order(
-    client: &mut Client,
+pub async fn create_in_order<H: Host>(
+    client: &mut Client<H>,
     dir: &str,
     value: &str,
     ttl: u64,
@@ -212,8 +217,8 @@ pub async fn create_in_order(
     decode(&reply)
 }
 
-pub async fn delete(
-    client: &mut Client,
+pub async fn delete<H: Host>(
+    client: &mut Client<H>,
     key: &str,
     o: &DeleteOptions,
 ) -> Result<Response, ClientError> {
@@ -253,7 +258,7 @@ impl Watcher {
         }
     }
 
-    pub async fn next(&mut self, client: &mut Client) -> Result<Response, ClientError> {
+    pub async fn next<H: Host>(&mut self, client: &mut Client<H>) -> Result<Response, ClientError> {
         loop {
             let mut query = vec![
                 ("wait", "true".to_string()),

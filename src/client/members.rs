@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{Body, Client, ClientError, Reply};
+use crate::runtime::Host;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct Member {
@@ -39,7 +40,7 @@ fn unreadable(e: serde_json::Error) -> ClientError {
     ClientError::Unexpected(format!("unreadable members response: {e}"))
 }
 
-pub async fn list(client: &mut Client) -> Result<Vec<Member>, ClientError> {
+pub async fn list<H: Host>(client: &mut Client<H>) -> Result<Vec<Member>, ClientError> {
     let reply = client.request("GET", "/v2/members", None, false).await?;
     if reply.status != 200 {
         return Err(refused(&reply));
@@ -48,7 +49,7 @@ pub async fn list(client: &mut Client) -> Result<Vec<Member>, ClientError> {
     Ok(list.members)
 }
 
-pub async fn leader(client: &mut Client) -> Result<Member, ClientError> {
+pub async fn leader<H: Host>(client: &mut Client<H>) -> Result<Member, ClientError> {
     let reply = client
         .request("GET", "/v2/members/leader", None, false)
         .await?;
@@ -58,7 +59,10 @@ pub async fn leader(client: &mut Client) -> Result<Member, ClientError> {
     serde_json::from_slice(&reply.body).map_err(unreadable)
 }
 
-pub async fn add(client: &mut Client, peer_urls: &[String]) -> Result<Member, ClientError> {
+pub async fn add<H: Host>(
+    client: &mut Client<H>,
+    peer_urls: &[String],
+) -> Result<Member, ClientError> {
     let body = Body::json(&serde_json::json!({ "peerURLs": peer_urls }));
     let reply = client
         .request("POST", "/v2/members", Some(&body), false)
@@ -69,7 +73,7 @@ pub async fn add(client: &mut Client, peer_urls: &[String]) -> Result<Member, Cl
     serde_json::from_slice(&reply.body).map_err(unreadable)
 }
 
-pub async fn remove(client: &mut Client, id: &str) -> Result<(), ClientError> {
+pub async fn remove<H: Host>(client: &mut Client<H>, id: &str) -> Result<(), ClientError> {
     let path = format!("/v2/members/{id}");
     let reply = client.request("DELETE", &path, None, false).await?;
     if reply.status != 204 {
@@ -78,8 +82,8 @@ pub async fn remove(client: &mut Client, id: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-pub async fn update(
-    client: &mut Client,
+pub async fn update<H: Host>(
+    client: &mut Client<H>,
     id: &str,
     peer_urls: &[String],
 ) -> Result<(), ClientError> {

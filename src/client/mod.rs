@@ -2,8 +2,14 @@
 //! next tried when an endpoint cannot be reached or answers 5xx; the member list synced from
 //! the cluster; errors that say which endpoint failed and how.
 //!
-//! `etcdctl` is built on it. It runs on tokio directly: a command-line client is not node code.
-#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+//! Unlike etcd's client, a write that may have reached a member is never sent to another one:
+//! a timeout or a broken connection leaves its outcome unknown, and sending it again elsewhere
+//! could apply it twice (a compare-and-swap, say, that succeeds and then reports failure). Only
+//! a write that was certainly not sent (no connection) moves on to the next endpoint; reads
+//! always may.
+//!
+//! `etcdctl` is built on it, on the real network; the simulator's clients use it on simulated
+//! TCP (any [`Host`]).
 
 mod http;
 pub mod keys;
@@ -13,6 +19,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use http::Reply;
+
+use crate::runtime::{Host, TokioHost};
 
 /// An error the server answered with: etcd's `{errorCode, message, cause, index}`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -136,15 +144,24 @@ pub struct Config {
     pub credentials: Option<(String, String)>,
 }
 
-pub struct Client {
+pub struct Client<H: Host = TokioHost> {
+    host: H,
     config: Config,
     endpoints: Vec<String>,
     pinned: usize,
 }
 
-impl Client {
-    /// A client on `config.endpoints`; a URL that is not `http://host:port` is refused.
+impl Client<TokioHost> {
+    /// A client on `config.endpoints`, on the real network; a URL that is not
+    /// `http://host:port` is refused.
     pub fn new(config: Config) -> Result<Client, String> {
+        Client::on(TokioHost::new(), config)
+    }
+}
+
+impl<H: Host> Client<H> {
+    /// A client on `host`'s network.
+    pub fn on(host: H, config: Config) -> Result<Client<H>, String> {
         let mut endpoints = Vec::new();
         for raw in &config.endpoints {
             endpoints.push(normalise_endpoint(raw)?);
@@ -153,6 +170,7 @@ impl Client {
             return Err("no endpoints given".into());
         }
         Ok(Client {
+            host,
             endpoints,
             config,
             pinned: 0,
@@ -187,8 +205,9 @@ impl Client {
     }
 
     /// Sends a request to the pinned endpoint, moving on to the next when one cannot be
-    /// reached, times out, or answers 500 or 503 (no leader), as etcd's client does.
-    /// `wait` requests (watches) have no answer deadline.
+    /// reached, or, for a read, times out or answers 500 or 503 (no leader), as etcd's client
+    /// does. A write whose outcome is unknown stops there (see the module's note); the next
+    /// request starts at the next endpoint. `wait` requests (watches) have no answer deadline.
     pub async fn request(
         &mut self,
         method: &str,
@@ -198,6 +217,7 @@ impl Client {
     ) -> Result<Reply, ClientError> {
         let mut errors = Vec::new();
         let n = self.endpoints.len();
+        let read = method == "GET" || method == "HEAD";
         for k in 0..n {
             let i = (self.pinned + k) % n;
             let endpoint = self.endpoints[i].clone();
@@ -210,6 +230,7 @@ impl Client {
             }
             let header_timeout = (!wait).then_some(self.config.header_timeout);
             let attempt = http::send(
+                &self.host,
                 &endpoint,
                 method,
                 path_and_query,
@@ -219,19 +240,34 @@ impl Client {
                 header_timeout,
             )
             .await;
-            match attempt {
-                Err(why) => errors.push(why),
+            let may_have_applied = match attempt {
+                Err(http::Failure::NotSent(why)) => {
+                    errors.push(why);
+                    false
+                }
+                Err(failure @ http::Failure::Unknown(_)) => {
+                    errors.push(failure.into_message());
+                    true
+                }
                 Ok(reply) if reply.status == 500 || reply.status == 503 => {
                     errors.push(format!("client: etcd member {endpoint} has no leader"));
+                    true
                 }
-                Ok(reply) if reply.status >= 500 => errors.push(format!(
-                    "client: etcd member {endpoint} returns server error [{}]",
-                    http::status_text(reply.status)
-                )),
+                Ok(reply) if reply.status >= 500 => {
+                    errors.push(format!(
+                        "client: etcd member {endpoint} returns server error [{}]",
+                        http::status_text(reply.status)
+                    ));
+                    true
+                }
                 Ok(reply) => {
                     self.pinned = i;
                     return Ok(reply);
                 }
+            };
+            if may_have_applied && !read {
+                self.pinned = (i + 1) % n;
+                break;
             }
         }
         Err(ClientError::Cluster(errors))
@@ -242,7 +278,19 @@ impl Client {
 /// unhealthy); the error is the Go client's text for a failed connection.
 pub async fn fetch(endpoint: &str, path: &str, timeout: Duration) -> Result<Reply, String> {
     let endpoint = normalise_endpoint(endpoint)?;
-    http::send(&endpoint, "GET", path, None, None, timeout, Some(timeout)).await
+    let host = TokioHost::new();
+    http::send(
+        &host,
+        &endpoint,
+        "GET",
+        path,
+        None,
+        None,
+        timeout,
+        Some(timeout),
+    )
+    .await
+    .map_err(http::Failure::into_message)
 }
 
 /// `http://host:port` without a trailing slash; `https` is refused until TLS lands.

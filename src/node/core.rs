@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfState, EntryType, HardState, Message, Snapshot};
@@ -222,15 +222,15 @@ impl<R: Runtime> Core<R> {
         };
         let raw = RawNode::new(&raft_config, storage.clone(), &logger())?;
 
-        let shared = Arc::new(Shared {
-            state: RwLock::new(state),
-            status: Mutex::new(Status {
+        let shared = Arc::new(Shared::new(
+            state,
+            Status {
                 id: config.id,
                 applied: meta.index,
                 ..Status::default()
-            }),
-            log: storage.clone(),
-        });
+            },
+            storage.clone(),
+        ));
         let core = Core {
             rt,
             config,
@@ -993,11 +993,7 @@ impl<R: Runtime> Core<R> {
 
     /// A failed disk (or a damaged entry) ends the member: nothing more is acknowledged.
     fn stop(&mut self, why: Fatal) {
-        self.shared
-            .status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stopped = Some(why);
+        self.shared.mark_stopped(why);
         for (_, waiter) in std::mem::take(&mut self.waiters) {
             let _ = waiter.send(Err(stopped()));
         }
@@ -1015,8 +1011,8 @@ struct StopOnPanic(Arc<Shared>);
 impl Drop for StopOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut status = self.0.status.lock().unwrap_or_else(|e| e.into_inner());
-            status.stopped = Some("the raft task panicked (its message is above)".into());
+            self.0
+                .mark_stopped("the raft task panicked (its message is above)".into());
         }
     }
 }
@@ -1085,11 +1081,11 @@ mod tests {
     use super::*;
 
     fn fresh_shared() -> Arc<Shared> {
-        Arc::new(Shared {
-            state: RwLock::new(State::default()),
-            status: Mutex::new(Status::default()),
-            log: RaftStorage::default(),
-        })
+        Arc::new(Shared::new(
+            State::default(),
+            Status::default(),
+            RaftStorage::default(),
+        ))
     }
 
     #[test]

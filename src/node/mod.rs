@@ -125,6 +125,27 @@ pub(crate) struct Shared {
     state: RwLock<State>,
     status: Mutex<Status>,
     log: raft_storage::RaftStorage,
+    /// Flips to true once, when the member stops (`Status::stopped` says why).
+    stop_notice: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(state: State, status: Status, log: raft_storage::RaftStorage) -> Shared {
+        Shared {
+            state: RwLock::new(state),
+            status: Mutex::new(status),
+            log,
+            stop_notice: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Records why the member stopped (the first reason stays) and tells whoever waits.
+    pub(crate) fn mark_stopped(&self, why: String) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.stopped.get_or_insert(why);
+        drop(status);
+        self.stop_notice.send_replace(true);
+    }
 }
 
 enum Command {
@@ -291,6 +312,14 @@ impl<R: Runtime> Node<R> {
         self.state_mut()
             .store
             .watch(key, recursive, stream, since_index)
+    }
+
+    /// Waits until the member stops by itself (removed from the cluster, its disk failed, its
+    /// raft task panicked) or is shut down; says why.
+    pub async fn stopped(&self) -> String {
+        let mut notice = self.shared.stop_notice.subscribe();
+        let _ = notice.wait_for(|stopped| *stopped).await;
+        self.status().stopped.unwrap_or_default()
     }
 
     pub fn runtime(&self) -> &R {

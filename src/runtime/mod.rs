@@ -1,7 +1,12 @@
-//! The one seam between the node and the world: clock and timers, task spawning, the peer
-//! network, the disk and randomness. Production implements it on tokio and the real file
-//! system (`TokioRuntime`); the simulator on madsim, an in-memory disk and an in-memory
-//! network (`SimRuntime`, feature `sim`). Node code sees only these traits.
+//! The one seam between a member and the world: clock and timers, task spawning, sockets,
+//! the disk, randomness and the raft peer network.
+//!
+//! A [`Host`] is what a process gets from the machine it runs on: clocks, timers, tasks,
+//! randomness, and TCP listeners and connections. A [`Runtime`] is a host with a [`Disk`] and a
+//! raft [`Transport`] besides, assembled as [`Parts`]. Production runs on tokio, real sockets
+//! and the real file system (`TokioHost`, `FsDisk`); the simulator on madsim's clock, tasks and
+//! simulated TCP, and the in-memory `SimDisk` (`sim::SimHost`, feature `sim`). Member code sees
+//! only these traits, so the same server runs in both.
 
 mod fs_disk;
 #[cfg(all(feature = "sim", madsim))]
@@ -11,21 +16,25 @@ mod tokio_rt;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use raft::eraftpb::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::timestamp::Timestamp;
 
 pub use fs_disk::{create_private_dir, FsDisk, PRIVATE_DIR, PRIVATE_FILE};
 pub use sim_disk::SimDisk;
-pub use tokio_rt::{NoPeers, TokioRuntime};
+pub use tokio_rt::{NoPeers, TokioHost, TokioRuntime};
 
-/// Everything a node needs from the world.
-pub trait Runtime: Clone + Send + Sync + 'static {
-    type Disk: Disk;
-    type Net: Transport;
+/// What a process gets from the machine: clocks, timers, tasks, randomness and sockets.
+pub trait Host: Clone + Send + Sync + 'static {
+    /// A connected TCP stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Listener: Listener<Stream = Self::Stream>;
 
     /// Wall-clock time, for TTLs.
     fn now(&self) -> Timestamp;
@@ -37,8 +46,108 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         F: Future<Output = ()> + Send + 'static;
     /// Randomness; seeded (and so repeatable) in simulation.
     fn random_u64(&self) -> u64;
+    /// Listens for TCP connections on `address` (`host:port`).
+    fn listen(&self, address: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Opens a TCP connection to `address` (`host:port`).
+    fn connect(&self, address: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// A bound TCP listener.
+pub trait Listener: Send + Sync + 'static {
+    type Stream;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// `future`, or `Err(())` when `limit` passes first on the host's clock.
+pub async fn timeout<H: Host, F: Future>(
+    host: &H,
+    limit: Duration,
+    future: F,
+) -> Result<F::Output, ()> {
+    let deadline = host.sleep(limit);
+    // `biased`: an unbiased select draws from a thread-local RNG that would make simulation
+    // runs differ.
+    tokio::select! {
+        biased;
+        output = future => Ok(output),
+        _ = deadline => Err(()),
+    }
+}
+
+/// Everything a member needs from the world: a host, a disk and the raft peer network.
+pub trait Runtime: Host {
+    type Disk: Disk;
+    type Net: Transport;
+
     fn disk(&self) -> &Self::Disk;
     fn net(&self) -> &Self::Net;
+}
+
+/// A runtime assembled from its parts.
+pub struct Parts<H, D, N> {
+    pub host: H,
+    pub disk: D,
+    pub net: Arc<N>,
+}
+
+impl<H: Clone, D: Clone, N> Clone for Parts<H, D, N> {
+    fn clone(&self) -> Self {
+        Parts {
+            host: self.host.clone(),
+            disk: self.disk.clone(),
+            net: Arc::clone(&self.net),
+        }
+    }
+}
+
+impl<H: Host, D: Disk, N: Transport> Host for Parts<H, D, N> {
+    type Stream = H::Stream;
+    type Listener = H::Listener;
+
+    fn now(&self) -> Timestamp {
+        self.host.now()
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.host.elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        self.host.sleep(duration)
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.host.spawn(task)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.host.random_u64()
+    }
+
+    fn listen(&self, address: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        self.host.listen(address)
+    }
+
+    fn connect(&self, address: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send {
+        self.host.connect(address)
+    }
+}
+
+impl<H: Host, D: Disk, N: Transport> Runtime for Parts<H, D, N> {
+    type Disk = D;
+    type Net = N;
+
+    fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    fn net(&self) -> &N {
+        &self.net
+    }
 }
 
 /// Raft messages to other members. Sending never blocks and may silently lose messages (raft

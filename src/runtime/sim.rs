@@ -1,12 +1,15 @@
-//! The simulation runtime: madsim's virtual clock, tasks and seeded randomness, the in-memory
-//! `SimDisk`, and `SimNet`, an in-memory network that loses, delays, reorders and partitions
-//! messages as the test directs. Everything is driven by the simulation seed.
+//! The simulation host: madsim's virtual clock, tasks, seeded randomness and simulated TCP;
+//! and `SimNet`, an in-memory raft network that loses, delays, reorders and partitions
+//! messages as a node-level test directs. Everything is driven by the simulation seed.
 // A runtime implementation. Time comes from madsim's own clock handle, never from std's
 // clocks: madsim virtualises those only when its libc interposition takes, which is not
 // guaranteed on every toolchain.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,37 +17,55 @@ use madsim::rand::{Rng, RngCore};
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 
-use super::{Runtime, SimDisk, Transport};
+use super::{Host, Listener, Parts, SimDisk, Transport};
 use crate::timestamp::Timestamp;
 
-#[derive(Clone)]
-pub struct SimRuntime {
-    id: u64,
-    /// This member's clock error, added to the simulation's wall clock.
-    skew_nanos: i64,
-    disk: SimDisk,
-    net: SimEndpoint,
+/// A simulated member: madsim's host, an in-memory disk and, for raft, the network `N`
+/// (the in-memory [`SimNet`] for node-level tests, or the real HTTP transport over simulated
+/// TCP for the whole member).
+pub type SimRuntime<N = SimEndpoint> = Parts<SimHost, SimDisk, N>;
+
+impl Parts<SimHost, SimDisk, SimEndpoint> {
+    /// The runtime of member `id` on a `SimNet`; call it inside that member's madsim node.
+    pub fn new(id: u64, disk: SimDisk, net: SimNet, skew: Duration) -> SimRuntime {
+        Parts {
+            host: SimHost::new(skew),
+            disk,
+            net: Arc::new(SimEndpoint { from: id, net }),
+        }
+    }
 }
 
-impl SimRuntime {
-    /// The runtime of member `id`; call it inside that member's madsim node.
-    pub fn new(id: u64, disk: SimDisk, net: SimNet, skew: Duration) -> SimRuntime {
-        SimRuntime {
-            id,
-            skew_nanos: i64::try_from(skew.as_nanos()).unwrap_or(0),
-            disk,
-            net: SimEndpoint { from: id, net },
+/// One simulated machine: madsim's virtual clock (plus this machine's clock error), its tasks,
+/// its seeded randomness and its simulated TCP.
+#[derive(Clone)]
+pub struct SimHost {
+    /// This machine's clock error, added to the simulation's wall clock; shared so that a
+    /// fault can move the clock while the member runs.
+    skew_nanos: Arc<AtomicI64>,
+}
+
+impl SimHost {
+    pub fn new(skew: Duration) -> SimHost {
+        SimHost {
+            skew_nanos: Arc::new(AtomicI64::new(i64::try_from(skew.as_nanos()).unwrap_or(0))),
         }
     }
 
-    pub fn id(&self) -> u64 {
-        self.id
+    /// Moves this machine's wall clock by `by` nanoseconds (either way); timers, which run on
+    /// the monotonic clock, are not affected, as on a real machine.
+    pub fn jump_clock(&self, by: i64) {
+        self.skew_nanos.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn skew_nanos(&self) -> i64 {
+        self.skew_nanos.load(Ordering::Relaxed)
     }
 }
 
-impl Runtime for SimRuntime {
-    type Disk = SimDisk;
-    type Net = SimEndpoint;
+impl Host for SimHost {
+    type Stream = madsim::net::TcpStream;
+    type Listener = madsim::net::TcpListener;
 
     fn now(&self) -> Timestamp {
         let wall = madsim::time::TimeHandle::current().now_time();
@@ -52,7 +73,7 @@ impl Runtime for SimRuntime {
         let nanos = wall
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        Timestamp::from_unix_nanos(nanos).saturating_add_nanos(self.skew_nanos)
+        Timestamp::from_unix_nanos(nanos).saturating_add_nanos(self.skew_nanos())
     }
 
     fn elapsed(&self) -> Duration {
@@ -74,12 +95,26 @@ impl Runtime for SimRuntime {
         madsim::rand::thread_rng().next_u64()
     }
 
-    fn disk(&self) -> &SimDisk {
-        &self.disk
+    async fn listen(&self, address: &str) -> io::Result<madsim::net::TcpListener> {
+        madsim::net::TcpListener::bind(address).await
     }
 
-    fn net(&self) -> &SimEndpoint {
-        &self.net
+    async fn connect(&self, address: &str) -> io::Result<madsim::net::TcpStream> {
+        madsim::net::TcpStream::connect(address).await
+    }
+}
+
+impl Listener for madsim::net::TcpListener {
+    type Stream = madsim::net::TcpStream;
+
+    async fn accept(&self) -> io::Result<madsim::net::TcpStream> {
+        madsim::net::TcpListener::accept(self)
+            .await
+            .map(|(stream, _)| stream)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        madsim::net::TcpListener::local_addr(self)
     }
 }
 

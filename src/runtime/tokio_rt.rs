@@ -1,45 +1,54 @@
-//! The production runtime: tokio's clock, timers and tasks, the real file system.
-// The one place that reads the real clocks and the OS random source.
+//! The production host: tokio's clock, timers, tasks and sockets.
+// The one place that reads the real clocks, the OS random source and the real network.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raft::eraftpb::Message;
+use tokio::net::{TcpListener, TcpStream};
 
-use super::{FsDisk, Runtime, Transport};
+use super::{FsDisk, Host, Listener, Parts, Transport};
 use crate::timestamp::Timestamp;
 
-pub struct TokioRuntime<N: Transport = NoPeers> {
-    origin: Instant,
-    disk: FsDisk,
-    net: Arc<N>,
-}
+/// A member on the real machine: its disk and, for raft, the network `N`.
+pub type TokioRuntime<N = NoPeers> = Parts<TokioHost, FsDisk, N>;
 
-impl<N: Transport> Clone for TokioRuntime<N> {
-    fn clone(&self) -> Self {
-        TokioRuntime {
-            origin: self.origin,
-            disk: self.disk.clone(),
-            net: Arc::clone(&self.net),
-        }
-    }
-}
-
-impl<N: Transport> TokioRuntime<N> {
+impl<N: Transport> Parts<TokioHost, FsDisk, N> {
     pub fn new(net: N) -> Self {
-        TokioRuntime {
-            origin: Instant::now(),
+        Parts {
+            host: TokioHost::new(),
             disk: FsDisk::default(),
             net: Arc::new(net),
         }
     }
 }
 
-impl<N: Transport> Runtime for TokioRuntime<N> {
-    type Disk = FsDisk;
-    type Net = N;
+#[derive(Clone, Copy, Debug)]
+pub struct TokioHost {
+    origin: Instant,
+}
+
+impl TokioHost {
+    pub fn new() -> TokioHost {
+        TokioHost {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioHost {
+    fn default() -> Self {
+        TokioHost::new()
+    }
+}
+
+impl Host for TokioHost {
+    type Stream = TcpStream;
+    type Listener = TcpListener;
 
     fn now(&self) -> Timestamp {
         let since_epoch = SystemTime::now()
@@ -67,12 +76,29 @@ impl<N: Transport> Runtime for TokioRuntime<N> {
         rand::random()
     }
 
-    fn disk(&self) -> &FsDisk {
-        &self.disk
+    async fn listen(&self, address: &str) -> io::Result<TcpListener> {
+        TcpListener::bind(address).await
     }
 
-    fn net(&self) -> &N {
-        &self.net
+    async fn connect(&self, address: &str) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect(address).await?;
+        // Requests and answers are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> io::Result<TcpStream> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
     }
 }
 

@@ -20,18 +20,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{mpsc, Semaphore};
 
 pub mod stats;
 
-use crate::api::{full, text_response, Body};
 use crate::body::{BodyError, BodyRead};
 use crate::membership::{format_id, parse_id};
+use crate::net::{full, method_not_allowed, text_response, Body};
 use crate::node::PeerReport;
-use crate::runtime::Transport;
+use crate::runtime::{timeout, Host, Transport};
 pub use stats::TrafficStats;
 
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
@@ -105,8 +104,8 @@ struct Lanes {
 /// Where the lanes report what they learn about peers (the member, once it runs).
 type Reporter = Arc<std::sync::OnceLock<Box<dyn Fn(PeerReport) + Send + Sync>>>;
 
-#[derive(Clone)]
-pub struct HttpTransport {
+pub struct HttpTransport<H> {
+    host: H,
     from: u64,
     cluster_id: u64,
     peers: Arc<Mutex<BTreeMap<u64, Lanes>>>,
@@ -114,14 +113,29 @@ pub struct HttpTransport {
     stats: Arc<TrafficStats>,
 }
 
-impl HttpTransport {
-    pub fn new(from: u64, cluster_id: u64) -> HttpTransport {
+impl<H: Clone> Clone for HttpTransport<H> {
+    fn clone(&self) -> Self {
         HttpTransport {
+            host: self.host.clone(),
+            from: self.from,
+            cluster_id: self.cluster_id,
+            peers: Arc::clone(&self.peers),
+            reporter: Arc::clone(&self.reporter),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<H: Host> HttpTransport<H> {
+    pub fn new(host: H, from: u64, cluster_id: u64) -> HttpTransport<H> {
+        let clock = host.clone();
+        HttpTransport {
+            host,
             from,
             cluster_id,
             peers: Arc::default(),
             reporter: Arc::default(),
-            stats: Arc::default(),
+            stats: Arc::new(TrafficStats::new(move || clock.elapsed())),
         }
     }
 
@@ -156,6 +170,7 @@ impl HttpTransport {
         let (snapshots, snapshot_rx) = mpsc::unbounded_channel();
         let url = Arc::new(Mutex::new(url));
         let peer = Peer {
+            host: self.host.clone(),
             id,
             url: Arc::clone(&url),
             from: self.from,
@@ -163,8 +178,9 @@ impl HttpTransport {
             reporter: Arc::clone(&self.reporter),
             stats: Arc::clone(&self.stats),
         };
-        tokio::spawn(lane(peer.clone(), Lane::Messages, message_rx));
-        tokio::spawn(lane(peer, Lane::Snapshots, snapshot_rx));
+        self.host
+            .spawn(lane(peer.clone(), Lane::Messages, message_rx));
+        self.host.spawn(lane(peer, Lane::Snapshots, snapshot_rx));
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id,
             Lanes {
@@ -176,7 +192,7 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
+impl<H: Host> Transport for HttpTransport<H> {
     fn add_peer(&self, id: u64, peer_urls: &[String]) {
         if id != self.from {
             self.connect_peer(id, peer_urls);
@@ -290,30 +306,24 @@ fn count_entries(mut bytes: &[u8]) -> Option<usize> {
     Some(count)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Sender = crate::net::Sender<Full<Bytes>>;
 
-async fn connect(url: &str) -> Result<Sender, String> {
+async fn connect<H: Host>(host: &H, url: &str) -> Result<Sender, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let authority = uri.authority().ok_or("no host")?;
+    let address = match authority.port_u16() {
+        Some(_) => authority.to_string(),
+        None => format!("{}:80", authority.host()),
+    };
+    crate::net::dial(host, &address, Duration::from_secs(1))
         .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    Ok(sender)
+        .map_err(|e| e.to_string())
 }
 
 /// One peer, as a lane sees it.
 #[derive(Clone)]
-struct Peer {
+struct Peer<H> {
+    host: H,
     id: u64,
     url: Arc<Mutex<String>>,
     from: u64,
@@ -322,7 +332,7 @@ struct Peer {
     stats: Arc<TrafficStats>,
 }
 
-impl Peer {
+impl<H: Host> Peer<H> {
     /// A message's encoded size, counted in the stats when it is an append.
     fn sized(&self, message: &Message) -> usize {
         let bytes = message.compute_size() as usize;
@@ -339,8 +349,8 @@ impl Peer {
     }
 }
 
-async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) {
-    let timeout = match kind {
+async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let limit = match kind {
         Lane::Messages => Duration::from_secs(5),
         Lane::Snapshots => Duration::from_secs(120),
     };
@@ -370,7 +380,7 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 .as_ref()
                 .is_none_or(|(s, to)| s.is_closed() || *to != url)
             {
-                sender = Some((connect(&url).await?, url.clone()));
+                sender = Some((connect(&peer.host, &url).await?, url.clone()));
             }
             let request = Request::post(format!("{url}{}", kind.path()))
                 .header(CLUSTER_HEADER, format_id(cluster_id))
@@ -379,20 +389,21 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                 .body(Full::new(Bytes::from(encode(&batch))))
                 .map_err(|e| e.to_string())?;
             let (sender, _) = sender.as_mut().expect("connected");
-            let started = tokio::time::Instant::now();
+            let started = peer.host.elapsed();
             let sending = async {
                 // hyper refuses a request on a connection that is not ready for the next one.
                 sender.ready().await?;
                 sender.send_request(request).await
             };
-            let response = tokio::time::timeout(timeout, sending)
+            let response = timeout(&peer.host, limit, sending)
                 .await
-                .map_err(|_| "timed out".to_owned())?
+                .map_err(|()| "timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
             match response.status() {
                 StatusCode::NO_CONTENT => {
                     if kind == Lane::Messages {
-                        peer.stats.delivered(peer.id, started.elapsed());
+                        let rtt = peer.host.elapsed().saturating_sub(started);
+                        peer.stats.delivered(peer.id, rtt);
                     }
                     Ok(())
                 }
@@ -428,7 +439,7 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
                         peer.report(PeerReport::SnapshotFailed(peer.id));
                     }
                 }
-                tokio::time::sleep(backoff).await;
+                peer.host.sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
@@ -437,7 +448,8 @@ async fn lane(peer: Peer, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) 
 
 /// The peer listener's side: `POST /raft` and `POST /raft/snapshot` deliver a batch to this
 /// member's inbox.
-pub struct Inbound {
+pub struct Inbound<H> {
+    host: H,
     cluster_id: u64,
     member_id: u64,
     inbox: mpsc::Sender<Message>,
@@ -449,18 +461,20 @@ pub struct Inbound {
     stats: Arc<TrafficStats>,
 }
 
-impl Inbound {
+impl<H: Host> Inbound<H> {
     /// `max_request_bytes` is the cluster's client request limit: the largest entry a peer
     /// can send follows from it.
     pub fn new(
+        host: H,
         cluster_id: u64,
         member_id: u64,
         inbox: mpsc::Sender<Message>,
         max_request_bytes: usize,
         stats: Arc<TrafficStats>,
-    ) -> Inbound {
+    ) -> Inbound<H> {
         let max_messages_body = max_messages_body(max_request_bytes);
         Inbound {
+            host,
             cluster_id,
             member_id,
             inbox,
@@ -481,7 +495,7 @@ impl Inbound {
             return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
         };
         if request.method() != hyper::Method::POST {
-            return crate::api::method_not_allowed("POST");
+            return method_not_allowed("POST");
         }
         let header = |name: &str| {
             request
@@ -537,7 +551,8 @@ impl Inbound {
                 stall: SNAPSHOT_STALL,
             },
         };
-        let (body, _held) = match reading.read(request.into_body(), tokio::time::sleep).await {
+        let host = &self.host;
+        let (body, _held) = match reading.read(request.into_body(), |d| host.sleep(d)).await {
             Ok(read) => read,
             Err(BodyError::TooLarge) => {
                 return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too many raft messages\n")

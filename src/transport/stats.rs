@@ -6,14 +6,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::time::Instant;
+/// A point on the host's monotonic clock.
+type Instant = Duration;
 
 /// Recent appends a rate is computed over (etcd keeps the last 200, within a second).
 const RATE_WINDOW: usize = 200;
 
-#[derive(Default)]
 pub struct TrafficStats {
     inner: Mutex<Traffic>,
+    /// The host's monotonic clock (`Host::elapsed`).
+    clock: Box<dyn Fn() -> Duration + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -31,21 +33,20 @@ struct Appends {
 }
 
 impl Appends {
-    fn record(&mut self, bytes: usize) {
+    fn record(&mut self, bytes: usize, now: Instant) {
         self.count += 1;
         if self.recent.len() == RATE_WINDOW {
             self.recent.pop_front();
         }
-        self.recent.push_back((Instant::now(), bytes));
+        self.recent.push_back((now, bytes));
     }
 
     /// (appends a second, bytes a second) over the last second of recent appends.
-    fn rates(&self) -> (f64, f64) {
-        let now = Instant::now();
+    fn rates(&self, now: Instant) -> (f64, f64) {
         let in_window: Vec<&(Instant, usize)> = self
             .recent
             .iter()
-            .filter(|(at, _)| now.duration_since(*at) <= Duration::from_secs(1))
+            .filter(|(at, _)| now.saturating_sub(*at) <= Duration::from_secs(1))
             .collect();
         let bytes: usize = in_window.iter().map(|(_, b)| b).sum();
         (in_window.len() as f64, bytes as f64)
@@ -101,14 +102,24 @@ impl FollowerStats {
 }
 
 impl TrafficStats {
+    /// Figures timed by `clock`, the host's monotonic clock.
+    pub fn new(clock: impl Fn() -> Duration + Send + Sync + 'static) -> TrafficStats {
+        TrafficStats {
+            inner: Mutex::default(),
+            clock: Box::new(clock),
+        }
+    }
+
     /// An append (raft's MsgApp) of `bytes` sent to a peer.
     pub fn append_sent(&self, bytes: usize) {
-        self.lock().sent.record(bytes);
+        let now = (self.clock)();
+        self.lock().sent.record(bytes, now);
     }
 
     /// An append of `bytes` received from the leader.
     pub fn append_received(&self, bytes: usize) {
-        self.lock().received.record(bytes);
+        let now = (self.clock)();
+        self.lock().received.record(bytes, now);
     }
 
     pub fn delivered(&self, peer: u64, rtt: Duration) {
@@ -121,15 +132,17 @@ impl TrafficStats {
 
     /// (count, appends a second, bytes a second) of appends sent.
     pub fn sent(&self) -> (u64, f64, f64) {
+        let now = (self.clock)();
         let traffic = self.lock();
-        let (pkgs, bytes) = traffic.sent.rates();
+        let (pkgs, bytes) = traffic.sent.rates(now);
         (traffic.sent.count, pkgs, bytes)
     }
 
     /// (count, appends a second, bytes a second) of appends received.
     pub fn received(&self) -> (u64, f64, f64) {
+        let now = (self.clock)();
         let traffic = self.lock();
-        let (pkgs, bytes) = traffic.received.rates();
+        let (pkgs, bytes) = traffic.received.rates(now);
         (traffic.received.count, pkgs, bytes)
     }
 
