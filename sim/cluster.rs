@@ -1,27 +1,52 @@
-//! A simulated cluster: N members, each a madsim node running the real `Node` on the
-//! simulation runtime, with its own `SimDisk`, all on one `SimNet`.
+//! A simulated cluster of whole members: each member is a madsim node running the production
+//! server (`Config` → `Server`: the client API, the HTTP peer transport and the node) on the
+//! simulation host (madsim's clock, tasks and TCP) and its own `SimDisk`. Members find each
+//! other by name (`member-<n>`, a simulated DNS record) as real ones do; clients reach them only
+//! over simulated TCP.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use etcd::node::{Node, NodeConfig, Role};
-use etcd::runtime::sim::{SimNet, SimRuntime};
+use etcd::config::Config;
+use etcd::node::{Node, Role};
+use etcd::runtime::sim::SimHost;
 use etcd::runtime::SimDisk;
+use etcd::server::{Listeners, MemberRuntime, Server};
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 
 use crate::clock;
+use crate::network::Network;
 
-pub type Member = Node<SimRuntime>;
+pub type Member = Node<MemberRuntime<SimHost, SimDisk>>;
 
 #[derive(Clone, Debug)]
 pub struct Options {
     pub members: u64,
-    /// The deliberately broken mode: acknowledge without fsync.
+    /// The deliberately broken mode: acknowledge without fsync (`--unsafe-no-fsync`).
     pub unsafe_skip_fsync: bool,
     pub snapshot_count: u64,
     pub strict_reconfig_check: bool,
+}
+
+pub const CLIENT_PORT: u16 = 2379;
+/// Where the simulated clients run (members are at 10.0.x.y).
+pub const CLIENTS_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1));
+pub const PEER_PORT: u16 = 2380;
+
+/// The name, and host name, of the member started as number `n`.
+pub fn name(n: u64) -> String {
+    format!("member-{n}")
+}
+
+pub fn peer_url(n: u64) -> String {
+    format!("http://{}:{PEER_PORT}", name(n))
+}
+
+pub fn client_url(n: u64) -> String {
+    format!("http://{}:{CLIENT_PORT}", name(n))
 }
 
 #[derive(Default)]
@@ -32,13 +57,24 @@ struct Registry {
     failed_starts: Vec<(u64, String)>,
 }
 
+/// One simulated machine.
+#[derive(Clone)]
+pub struct Machine {
+    /// The number its name carries (`member-<n>`).
+    pub n: u64,
+    pub node: NodeHandle,
+    pub host: SimHost,
+    pub disk: SimDisk,
+}
+
 #[derive(Clone)]
 pub struct Cluster {
+    /// Members' ids, in the order they were started.
     pub ids: Vec<u64>,
-    pub net: SimNet,
-    pub disks: BTreeMap<u64, SimDisk>,
+    pub net: Network,
+    pub machines: BTreeMap<u64, Machine>,
     handle: Handle,
-    nodes: BTreeMap<u64, NodeHandle>,
+    options: Options,
     registry: Arc<Mutex<Registry>>,
 }
 
@@ -46,71 +82,128 @@ impl Cluster {
     /// Starts the members; call inside a madsim runtime.
     pub fn start(options: &Options) -> Cluster {
         let handle = Handle::current();
-        let ids: Vec<u64> = (1..=options.members).collect();
-        let net = SimNet::new();
-        let registry = Arc::new(Mutex::new(Registry::default()));
-        let mut disks = BTreeMap::new();
-        let mut nodes = BTreeMap::new();
-        for &id in &ids {
-            let disk = SimDisk::new();
-            disks.insert(id, disk.clone());
+        let net = Network::new();
+        let mut cluster = Cluster {
+            ids: Vec::new(),
+            net,
+            machines: BTreeMap::new(),
+            handle,
+            options: options.clone(),
+            registry: Arc::default(),
+        };
+        let initial: Vec<(String, String)> = (1..=options.members)
+            .map(|n| (name(n), peer_url(n)))
+            .collect();
+        for n in 1..=options.members {
+            let config = cluster.config(n, &initial, true);
             // Members' clocks disagree by up to 50 ms, as real ones do.
             let skew = Duration::from_micros(madsim::rand::thread_rng().gen_range(0..50_000));
-            let mut config = NodeConfig::new(id, ids.clone(), "/data");
-            config.unsafe_skip_fsync = options.unsafe_skip_fsync;
-            config.strict_reconfig_check = options.strict_reconfig_check;
-            config.snapshot_count = options.snapshot_count;
-            config.catch_up_entries = options.snapshot_count / 2;
-            config.segment_bytes = 16 << 10;
-            config.request_timeout = Duration::from_secs(3);
-            config.initial_members = ids
-                .iter()
-                .map(|&m| etcd::membership::Member {
-                    id: m,
-                    name: format!("member-{m}"),
-                    peer_urls: vec![format!("http://member-{m}:2380")],
-                    client_urls: Vec::new(),
-                })
-                .collect();
-            config.publish = Some((
-                format!("member-{id}"),
-                vec![format!("http://member-{id}:2379")],
-            ));
-            let node = spawn_member(&handle, config, disk, &net, &registry, skew);
-            nodes.insert(id, node);
+            cluster.boot(n, config.id, config, skew);
         }
-        Cluster {
-            ids,
-            net,
-            disks,
-            handle,
-            nodes,
-            registry,
-        }
+        cluster
     }
 
-    /// Starts a member that was added at run time: it joins with an empty log and learns
-    /// everything from the leader (etcd's `--initial-cluster-state existing`).
-    pub fn join(&mut self, id: u64) {
-        let disk = SimDisk::new();
-        self.disks.insert(id, disk.clone());
-        let mut config = NodeConfig::new(id, Vec::new(), "/data");
-        config.join = true;
-        config.request_timeout = Duration::from_secs(3);
-        config.publish = Some((
-            format!("member-{id}"),
-            vec![format!("http://member-{id}:2379")],
-        ));
-        let node = spawn_member(
-            &self.handle,
-            config,
-            disk,
-            &self.net,
-            &self.registry,
-            Duration::ZERO,
+    /// The member's configuration, from etcd's own flags.
+    fn config(&self, n: u64, initial: &[(String, String)], new: bool) -> Config {
+        let cluster = initial
+            .iter()
+            .map(|(name, url)| format!("{name}={url}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            "etcd".to_owned(),
+            format!("--name={}", name(n)),
+            "--data-dir=/data".to_owned(),
+            format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+            format!("--advertise-client-urls={}", client_url(n)),
+            format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
+            format!("--initial-advertise-peer-urls={}", peer_url(n)),
+            format!("--initial-cluster={cluster}"),
+            format!(
+                "--initial-cluster-state={}",
+                if new { "new" } else { "existing" }
+            ),
+            "--initial-cluster-token=sim".to_owned(),
+            format!("--snapshot-count={}", self.options.snapshot_count),
+            format!(
+                "--strict-reconfig-check={}",
+                self.options.strict_reconfig_check
+            ),
+        ];
+        if self.options.unsafe_skip_fsync {
+            args.push("--unsafe-no-fsync".to_owned());
+        }
+        let mut config = Config::from_args(args)
+            .expect("the simulator's flags parse")
+            .expect("the simulator's flags make a configuration");
+        // Small segments, so that runs cut and purge them often.
+        config.wal_segment_bytes = 16 << 10;
+        config
+    }
+
+    /// Starts machine `n` running the member `config` describes, whose id is `id`; restarting
+    /// the machine starts the member again from its disk.
+    fn boot(&mut self, n: u64, id: u64, config: Config, skew: Duration) {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, (n >> 8) as u8, (n & 0xff) as u8));
+        let (host, disk) = (SimHost::new(skew), SimDisk::new());
+        let registry = Arc::clone(&self.registry);
+        let (machine_host, machine_disk) = (host.clone(), disk.clone());
+        let node = self
+            .handle
+            .create_node()
+            .name(name(n))
+            .ip(ip)
+            .init(move || {
+                let (host, disk, registry, config) = (
+                    machine_host.clone(),
+                    machine_disk.clone(),
+                    Arc::clone(&registry),
+                    config.clone(),
+                );
+                async move { run_member(id, config, host, disk, registry).await }
+            })
+            .build();
+        madsim::net::NetSim::current().add_dns_record(&name(n), ip);
+        self.net.add(id, node.id());
+        self.machines.insert(
+            id,
+            Machine {
+                n,
+                node,
+                host,
+                disk,
+            },
         );
-        self.nodes.insert(id, node);
         self.ids.push(id);
+    }
+
+    /// Starts a member that was added at run time with id `id` and peer URL
+    /// [`peer_url`]`(id)`: it joins with an empty log (`--initial-cluster-state existing`),
+    /// learns its id from the cluster, and everything else from the leader.
+    pub fn join(&mut self, id: u64) {
+        let mut initial: Vec<(String, String)> = self
+            .machines
+            .values()
+            .map(|m| (name(m.n), peer_url(m.n)))
+            .collect();
+        initial.push((name(id), peer_url(id)));
+        let config = self.config(id, &initial, false);
+        self.boot(id, id, config, Duration::ZERO);
+    }
+
+    /// Moves a member's wall clock by `by` nanoseconds, either way (its timers, on the
+    /// monotonic clock, are not affected).
+    pub fn jump_clock(&self, id: u64, by: i64) {
+        self.machines[&id].host.jump_clock(by);
+    }
+
+    pub fn disk(&self, id: u64) -> &SimDisk {
+        &self.machines[&id].disk
+    }
+
+    /// The client URLs of every member started so far.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.machines.values().map(|m| client_url(m.n)).collect()
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
@@ -125,10 +218,10 @@ impl Cluster {
         lock(&self.registry).failed_starts.clone()
     }
 
-    /// Stops a member dead: its tasks end wherever they are.
+    /// Stops a member dead: its tasks end wherever they are, its connections reset.
     pub fn kill(&self, id: u64) {
         lock(&self.registry).up.remove(&id);
-        self.handle.kill(self.nodes[&id].id());
+        self.handle.kill(self.machines[&id].node.id());
     }
 
     /// A power cut: the member dies and its disk keeps only what was synced, plus, at random,
@@ -136,7 +229,7 @@ impl Cluster {
     pub fn crash(&self, id: u64) {
         self.kill(id);
         let mut rng = madsim::rand::thread_rng();
-        let disk = &self.disks[&id];
+        let disk = self.disk(id);
         match rng.gen_range(0..3) {
             0 => disk.crash(|_| 0),
             1 => disk.crash(|unsynced| rng.gen_range(0..=unsynced)),
@@ -144,17 +237,22 @@ impl Cluster {
         }
     }
 
+    /// Starts the member again from its disk (killing it first if it still runs).
     pub fn restart(&self, id: u64) {
         lock(&self.registry).up.remove(&id);
-        self.handle.restart(self.nodes[&id].id());
+        let node = self.machines[&id].node.id();
+        // madsim's restart alone keeps the old process's sockets bound (its listeners would
+        // refuse the new process's bind); a kill closes them.
+        self.handle.kill(node);
+        self.handle.restart(node);
     }
 
     pub fn pause(&self, id: u64) {
-        self.handle.pause(self.nodes[&id].id());
+        self.handle.pause(self.machines[&id].node.id());
     }
 
     pub fn resume(&self, id: u64) {
-        self.handle.resume(self.nodes[&id].id());
+        self.handle.resume(self.machines[&id].node.id());
     }
 
     /// The member every running member that knows a leader agrees on, if it is up.
@@ -165,16 +263,6 @@ impl Cluster {
             .filter(|s| s.role == Role::Leader)
             .max_by_key(|s| s.term)
             .map(|s| s.id)
-    }
-
-    /// A running member chosen at random, preferring none in particular.
-    pub fn any_member(&self) -> Option<Member> {
-        let up = lock(&self.registry).up.clone();
-        if up.is_empty() {
-            return None;
-        }
-        let pick = madsim::rand::thread_rng().gen_range(0..up.len());
-        up.into_values().nth(pick)
     }
 
     /// Waits until every member is up, one leads, and all have applied the same index.
@@ -197,8 +285,9 @@ impl Cluster {
             }
             if clock::now() >= deadline {
                 return Err(format!(
-                    "the cluster did not settle: up {:?}, statuses {statuses:?}",
-                    up.keys().collect::<Vec<_>>()
+                    "the cluster did not settle: up {:?}, statuses {statuses:?}, failed starts {:?}",
+                    up.keys().collect::<Vec<_>>(),
+                    self.failed_starts()
                 ));
             }
             madsim::time::sleep(Duration::from_millis(100)).await;
@@ -206,42 +295,29 @@ impl Cluster {
     }
 }
 
-/// A madsim node running one member; restarting the node starts the member again.
-fn spawn_member(
-    handle: &Handle,
-    config: NodeConfig,
+/// A member's `main`: binds its ports, starts the server, and runs until madsim kills the
+/// machine (when this future returns, madsim ends the machine and every task it spawned).
+async fn run_member(
+    id: u64,
+    config: Config,
+    host: SimHost,
     disk: SimDisk,
-    net: &SimNet,
-    registry: &Arc<Mutex<Registry>>,
-    skew: Duration,
-) -> NodeHandle {
-    let id = config.id;
-    let (net, registry) = (net.clone(), Arc::clone(registry));
-    handle
-        .create_node()
-        .name(format!("member-{id}"))
-        .init(move || {
-            let (disk, net, registry, config) = (
-                disk.clone(),
-                net.clone(),
-                Arc::clone(&registry),
-                config.clone(),
-            );
-            async move {
-                let inbox = net.listen(id);
-                let rt = SimRuntime::new(id, disk.clone(), net, skew);
-                match Node::start(rt, config, inbox).await {
-                    Ok(member) => {
-                        lock(&registry).up.insert(id, member);
-                    }
-                    Err(e) => lock(&registry).failed_starts.push((id, e.to_string())),
-                }
-                // This future is the member's `main`: when it returns, madsim ends the member
-                // and every task it spawned.
-                std::future::pending::<()>().await
-            }
-        })
-        .build()
+    registry: Arc<Mutex<Registry>>,
+) {
+    let started = match Listeners::bind(&host, &config).await {
+        Ok(listeners) => Server::start(config, host, disk, listeners).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(server) => {
+            lock(&registry).up.insert(id, server.node().clone());
+            // A member that stops by itself (removed, or its disk failed) stays registered, as
+            // a stopped process would be seen by its supervisor; the faults restart it.
+            let _ = server.stopped().await;
+        }
+        Err(e) => lock(&registry).failed_starts.push((id, e)),
+    }
+    std::future::pending::<()>().await
 }
 
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {

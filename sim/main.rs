@@ -10,6 +10,8 @@ mod clock;
 mod cluster;
 mod membership;
 mod nemesis;
+mod network;
+mod plumbing;
 mod run;
 mod scenarios;
 mod seeds;

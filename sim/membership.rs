@@ -354,7 +354,12 @@ fn the_survivor_of_a_leader_removing_itself_takes_over() {
                 .await
                 .expect("a leader is elected");
             let leader_id = cluster.leader().expect("a leader");
-            let survivor_id = 3 - leader_id;
+            let survivor_id = cluster
+                .ids
+                .iter()
+                .copied()
+                .find(|&id| id != leader_id)
+                .expect("two members");
             let leader = cluster.member(leader_id).expect("it runs");
             let survivor = cluster.member(survivor_id).expect("it runs");
             // Writes in flight while the leader goes: their answers reach a leader that is

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
-use etcd::runtime::sim::NetConfig;
 use madsim::rand::Rng;
 
 use crate::cluster::Cluster;
@@ -33,9 +32,12 @@ pub enum Fault {
     Pause,
     /// A member's disk starts failing every operation.
     DiskError,
+    /// A member's wall clock jumps forward or back, by a second to an hour, and is put right
+    /// later (as NTP would).
+    ClockJump,
 }
 
-pub const ALL: [Fault; 10] = [
+pub const ALL: [Fault; 11] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -46,6 +48,7 @@ pub const ALL: [Fault; 10] = [
     Fault::CrashAll,
     Fault::Pause,
     Fault::DiskError,
+    Fault::ClockJump,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -66,10 +69,11 @@ fn pick(ids: &[u64]) -> u64 {
 }
 
 pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: FaultLog) {
-    let note = |what: String| {
+    // Each line names its fault kind first, for the coverage line: `<time> <Kind>: <what>`.
+    let note = |fault: Fault, what: String| {
         log.lock()
             .unwrap()
-            .push(format!("{:?} {what}", clock::now()))
+            .push(format!("{:?} {fault:?}: {what}", clock::now()))
     };
     while clock::now() < until {
         let (wait, hold, fault) = {
@@ -90,14 +94,14 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                     side.swap(i, madsim::rand::thread_rng().gen_range(0..=i));
                 }
                 let (a, b) = side.split_at(cut);
-                note(format!("partition {a:?} | {b:?}"));
+                note(fault, format!("partition {a:?} | {b:?}"));
                 cluster.net.partition(a, b);
                 madsim::time::sleep(hold).await;
                 cluster.net.heal();
             }
             Fault::OneWay => {
                 let (from, to) = (pick(&ids), pick(&ids));
-                note(format!("cut {from} -> {to}"));
+                note(fault, format!("cut {from} -> {to}"));
                 cluster.net.cut(from, to);
                 madsim::time::sleep(hold).await;
                 cluster.net.heal();
@@ -105,7 +109,7 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
             Fault::IsolateLeader => {
                 if let Some(leader) = cluster.leader() {
                     let rest: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
-                    note(format!("isolate leader {leader}"));
+                    note(fault, format!("isolate leader {leader}"));
                     cluster.net.partition(&[leader], &rest);
                     madsim::time::sleep(hold).await;
                     cluster.net.heal();
@@ -113,41 +117,34 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
             }
             Fault::Loss => {
                 let loss = madsim::rand::thread_rng().gen_range(0.05..0.4);
-                note(format!("loss {loss:.2}"));
-                cluster.net.set_config(NetConfig {
-                    loss,
-                    ..NetConfig::default()
-                });
+                note(fault, format!("loss {loss:.2}"));
+                cluster.net.set_loss(loss);
                 madsim::time::sleep(hold).await;
-                cluster.net.set_config(NetConfig::default());
+                cluster.net.calm();
             }
             Fault::Delay => {
                 let max = Duration::from_millis(madsim::rand::thread_rng().gen_range(20..400));
-                note(format!("delay up to {max:?}"));
-                cluster.net.set_config(NetConfig {
-                    loss: 0.0,
-                    min_delay: Duration::from_millis(1),
-                    max_delay: max,
-                });
+                note(fault, format!("delay up to {max:?}"));
+                cluster.net.set_latency(Duration::from_millis(1)..max);
                 madsim::time::sleep(hold).await;
-                cluster.net.set_config(NetConfig::default());
+                cluster.net.calm();
             }
             Fault::Kill => {
                 let id = pick(&ids);
-                note(format!("kill {id}"));
+                note(fault, format!("kill {id}"));
                 cluster.kill(id);
                 madsim::time::sleep(hold).await;
                 cluster.restart(id);
             }
             Fault::Crash => {
                 let id = pick(&ids);
-                note(format!("crash {id}"));
+                note(fault, format!("crash {id}"));
                 cluster.crash(id);
                 madsim::time::sleep(hold).await;
                 cluster.restart(id);
             }
             Fault::CrashAll => {
-                note("crash all".into());
+                note(fault, "crash all".into());
                 for &id in &ids {
                     cluster.crash(id);
                 }
@@ -158,29 +155,42 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
             }
             Fault::Pause => {
                 let id = pick(&ids);
-                note(format!("pause {id}"));
+                note(fault, format!("pause {id}"));
                 cluster.pause(id);
                 madsim::time::sleep(hold).await;
                 cluster.resume(id);
             }
+            Fault::ClockJump => {
+                let id = pick(&ids);
+                let (seconds, forward) = {
+                    let mut rng = madsim::rand::thread_rng();
+                    (rng.gen_range(1..=3600i64), rng.gen_bool(0.5))
+                };
+                let by = seconds * 1_000_000_000 * if forward { 1 } else { -1 };
+                note(fault, format!("clock of {id} jumps {by} ns"));
+                cluster.jump_clock(id, by);
+                madsim::time::sleep(hold).await;
+                cluster.jump_clock(id, -by);
+            }
             Fault::DiskError => {
                 let id = pick(&ids);
-                note(format!("disk errors on {id}"));
-                let refused_before = cluster.disks[&id].refused_count();
-                cluster.disks[&id].set_failing(true);
+                note(fault, format!("disk errors on {id}"));
+                let refused_before = cluster.disk(id).refused_count();
+                cluster.disk(id).set_failing(true);
                 madsim::time::sleep(hold).await;
                 // A member whose disk failed must have stopped rather than go on without it.
-                if cluster.disks[&id].refused_count() > refused_before {
+                if cluster.disk(id).refused_count() > refused_before {
                     if let Some(member) = cluster.member(id) {
                         if member.status().stopped.is_none() {
-                            note(format!(
-                                "VIOLATION member {id} kept running on a failed disk"
-                            ));
+                            note(
+                                fault,
+                                format!("VIOLATION member {id} kept running on a failed disk"),
+                            );
                         }
                     }
                 }
                 cluster.kill(id);
-                cluster.disks[&id].set_failing(false);
+                cluster.disk(id).set_failing(false);
                 cluster.restart(id);
             }
         }

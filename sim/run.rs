@@ -31,6 +31,8 @@ pub struct Report {
     pub checked_ops: usize,
     pub acknowledged: u64,
     pub faults: usize,
+    /// Faults injected, by kind.
+    pub fault_kinds: BTreeMap<String, usize>,
     pub simulated: Duration,
 }
 
@@ -54,7 +56,7 @@ pub fn run(seed: u64, plan: &Plan) -> Result<Report, String> {
     })
 }
 
-async fn simulate(plan: Plan) -> Result<Report, String> {
+pub async fn simulate(plan: Plan) -> Result<Report, String> {
     let start = clock::now();
     let cluster = Cluster::start(&plan.options);
     let history = History::default();
@@ -69,6 +71,7 @@ async fn simulate(plan: Plan) -> Result<Report, String> {
     let driver = madsim::runtime::Handle::current()
         .create_node()
         .name("clients")
+        .ip(crate::cluster::CLIENTS_IP)
         .build();
     let mut tasks = Vec::new();
     for client in 0..plan.clients {
@@ -94,21 +97,30 @@ async fn simulate(plan: Plan) -> Result<Report, String> {
 
     // Heal and let the cluster catch up; then read every key once more.
     cluster.net.heal();
+    cluster.net.calm();
     for id in cluster.ids.clone() {
         if cluster.member(id).is_none() {
             cluster.restart(id);
         }
     }
     cluster.settle(Duration::from_secs(60)).await?;
-    let leader = cluster
-        .leader()
-        .and_then(|id| cluster.member(id))
-        .ok_or("no leader after settling")?;
-    for key in KEYS {
-        workload::checked_read(&leader, key, &history, start).await;
-    }
+    let mut client = workload::connect(&cluster);
+    let reads = driver.spawn({
+        let history = history.clone();
+        async move {
+            for key in KEYS {
+                workload::checked_read(&mut client, key, &history, start).await;
+            }
+        }
+    });
+    reads
+        .await
+        .map_err(|e| format!("the final reads failed: {e}"))?;
     monitor.abort();
 
+    if history.acknowledged() == 0 {
+        return Err("no client was ever answered: the run proves nothing".into());
+    }
     let failed = cluster.failed_starts();
     if !failed.is_empty() {
         return Err(format!("members could not start: {failed:?}"));
@@ -132,7 +144,14 @@ async fn simulate(plan: Plan) -> Result<Report, String> {
         by_key.entry(r.key.as_str()).or_default().push(r.op.clone());
     }
     for (key, key_ops) in &by_key {
-        match lincheck::check(&KvModel, key_ops, 5_000_000) {
+        match lincheck::check(
+            &KvModel,
+            key_ops,
+            std::env::var("SIM_LINCHECK_STEPS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5_000_000),
+        ) {
             Verdict::Linearizable => {}
             Verdict::NotLinearizable { longest } => {
                 return Err(format!(
@@ -142,8 +161,12 @@ async fn simulate(plan: Plan) -> Result<Report, String> {
                 ));
             }
             Verdict::GaveUp { steps } => {
+                let unknown = key_ops.iter().filter(|op| op.ret.is_none()).count();
+                if std::env::var_os("SIM_DUMP").is_some() {
+                    eprintln!("{key_ops:#?}");
+                }
                 return Err(format!(
-                    "checking {key} gave up after {steps} steps ({} ops)",
+                    "checking {key} gave up after {steps} steps ({} ops, {unknown} of unknown outcome)",
                     key_ops.len()
                 ));
             }
@@ -196,11 +219,20 @@ async fn simulate(plan: Plan) -> Result<Report, String> {
     log.lock().unwrap().hash(&mut trace);
     first.hash(&mut trace);
     let faults = log.lock().unwrap().len() - 1;
+    let mut fault_kinds = BTreeMap::new();
+    for line in log.lock().unwrap().iter().skip(1) {
+        if let Some(kind) = line.split_whitespace().nth(1) {
+            *fault_kinds
+                .entry(kind.trim_end_matches(':').to_owned())
+                .or_default() += 1;
+        }
+    }
     Ok(Report {
         trace: trace.finish(),
         checked_ops: ops.len(),
         acknowledged: history.acknowledged(),
         faults,
+        fault_kinds,
         simulated: clock::now() - start,
     })
 }

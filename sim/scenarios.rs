@@ -7,7 +7,7 @@ use crate::nemesis::Fault;
 use crate::run::{run, Plan};
 use crate::seeds::for_each_seed;
 
-fn plan(members: u64) -> Plan {
+pub fn plan(members: u64) -> Plan {
     Plan {
         options: Options {
             members,
@@ -32,6 +32,7 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
     use std::sync::Mutex;
     let wall = std::time::Instant::now();
     let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
+    let kinds = Mutex::new(std::collections::BTreeMap::<String, usize>::new());
     for_each_seed(name, 100, |seed| {
         let report = must_pass(seed_base + seed, plan);
         let mut t = totals.lock().unwrap();
@@ -39,16 +40,26 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
         t.1 += report.simulated;
         t.2 += report.checked_ops;
         t.3 += report.faults;
+        for (kind, n) in report.fault_kinds {
+            *kinds.lock().unwrap().entry(kind).or_default() += n;
+        }
     });
     let (runs, simulated, ops, faults) = *totals.lock().unwrap();
     let wall = wall.elapsed();
+    let kinds: Vec<String> = kinds
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
     eprintln!(
         "{name}: {runs} runs, {:.0} simulated s, {ops} checked ops, {faults} faults in {:.1} s wall \
-         ({:.0} runs/min, {:.0} simulated s per wall s)",
+         ({:.0} runs/min, {:.0} simulated s per wall s); faults by kind: {}",
         simulated.as_secs_f64(),
         wall.as_secs_f64(),
         runs as f64 * 60.0 / wall.as_secs_f64(),
-        simulated.as_secs_f64() / wall.as_secs_f64()
+        simulated.as_secs_f64() / wall.as_secs_f64(),
+        kinds.join(", ")
     );
 }
 
@@ -121,7 +132,8 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        cluster.kill(3);
+        let third = cluster.ids[2];
+        cluster.kill(third);
         let leader = loop {
             if let Some(leader) = cluster.leader().and_then(|id| cluster.member(id)) {
                 break leader;
@@ -135,17 +147,19 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
                 ttl: None,
                 refresh: false,
             };
-            leader
-                .write(op)
-                .await
-                .expect("a write with two of three members up");
+            if let Err(e) = leader.write(op).await {
+                for id in cluster.ids.clone() {
+                    eprintln!("{id}: {:?}", cluster.member(id).map(|m| m.status()));
+                }
+                panic!("a write with two of three members up: {e:?}");
+            }
         }
-        cluster.restart(3);
+        cluster.restart(third);
         cluster
             .settle(Duration::from_secs(60))
             .await
             .expect("the cluster settles");
-        let behind = cluster.member(3).expect("member 3 is up");
+        let behind = cluster.member(third).expect("member 3 is up");
         assert!(
             behind.status().snapshots_installed >= 1,
             "member 3 caught up without a snapshot"
@@ -186,8 +200,9 @@ fn concurrent_writes_share_fsyncs() {
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        let member = cluster.member(1).expect("member 1 is up");
-        let before = cluster.disks[&1].sync_count();
+        let only = cluster.ids[0];
+        let member = cluster.member(only).expect("member 1 is up");
+        let before = cluster.disk(only).sync_count();
         let writes: Vec<_> = (0..100)
             .map(|i| {
                 let member = member.clone();
@@ -208,7 +223,7 @@ fn concurrent_writes_share_fsyncs() {
                 .expect("the task ran")
                 .expect("the write succeeded");
         }
-        let syncs = cluster.disks[&1].sync_count() - before;
+        let syncs = cluster.disk(only).sync_count() - before;
         assert!(syncs <= 10, "100 concurrent writes took {syncs} fsyncs");
     });
 }
@@ -322,7 +337,7 @@ fn one_started_member_may_grow_to_two_and_starting_it_restores_writes() {
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        let first = cluster.member(1).expect("member 1 runs");
+        let first = cluster.member(cluster.ids[0]).expect("member 1 runs");
         let set = |i: u64| Op::Set {
             key: format!("/k{i}"),
             value: Some("v".into()),

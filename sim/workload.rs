@@ -1,4 +1,5 @@
-//! Simulated clients: a mix of v2 operations on a few shared keys, every call recorded with
+//! Simulated clients: a mix of v2 operations on a few shared keys, sent over simulated TCP
+//! through the project's own client library (its failover included), every call recorded with
 //! when it started, when (or whether) it returned and what it was told.
 
 use std::collections::hash_map::DefaultHasher;
@@ -7,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
+use etcd::client::keys::{self, DeleteOptions, GetOptions, PrevExist, SetOptions};
+use etcd::client::{Client, ClientError};
 use etcd::lincheck::kv::{KvInput, KvOutput};
 use etcd::lincheck::Operation;
-use etcd::request::Op;
-use etcd::store::Event;
-use etcd::{Error, ErrorCode};
+use etcd::runtime::sim::SimHost;
+use etcd::ErrorCode;
 use madsim::rand::Rng;
 
-use crate::cluster::{Cluster, Member};
+use crate::cluster::Cluster;
 
 /// Keys every client fights over; their histories are checked for linearizability.
 pub const KEYS: [&str; 4] = ["/k0", "/k1", "/k2", "/k3"];
@@ -69,34 +71,71 @@ pub fn nanos_since(start: Duration) -> u64 {
     clock::now().saturating_sub(start).as_nanos() as u64
 }
 
+/// Whether an etcd error code means the write certainly did not happen.
+fn refused(code: u64) -> bool {
+    [
+        ErrorCode::KeyNotFound,
+        ErrorCode::TestFailed,
+        ErrorCode::NodeExist,
+    ]
+    .iter()
+    .any(|c| u64::from(c.number()) == code)
+}
+
 /// The model's view of a write's answer; `None` when the outcome is unknown.
-fn write_outcome(result: &Result<Event, Error>) -> Option<KvOutput> {
+fn write_outcome(result: &Result<keys::Response, ClientError>) -> Option<KvOutput> {
     match result {
         Ok(_) => Some(KvOutput::Done),
-        Err(e)
-            if matches!(
-                e.code,
-                ErrorCode::KeyNotFound | ErrorCode::TestFailed | ErrorCode::NodeExist
-            ) =>
-        {
-            Some(KvOutput::Refused)
+        Err(ClientError::Etcd(e)) if refused(e.code) => Some(KvOutput::Refused),
+        Err(_) => None,
+    }
+}
+
+fn read_outcome(result: &Result<keys::Response, ClientError>) -> Option<KvOutput> {
+    match result {
+        Ok(response) => Some(KvOutput::Value(Some(response.node().value))),
+        Err(ClientError::Etcd(e)) if e.code == u64::from(ErrorCode::KeyNotFound.number()) => {
+            Some(KvOutput::Value(None))
         }
         Err(_) => None,
     }
 }
 
-fn read_outcome(result: &Result<Event, Error>) -> Option<KvOutput> {
-    match result {
-        Ok(event) => Some(KvOutput::Value(event.node.value.clone())),
-        Err(e) if e.code == ErrorCode::KeyNotFound => Some(KvOutput::Value(None)),
-        Err(_) => None,
+/// A client of the whole cluster, as an application would make one: every member's client
+/// URL, in an order of its own.
+pub fn connect(cluster: &Cluster) -> Client<SimHost> {
+    let mut endpoints = cluster.client_urls();
+    let mut rng = madsim::rand::thread_rng();
+    for i in (1..endpoints.len()).rev() {
+        endpoints.swap(i, rng.gen_range(0..=i));
     }
+    connect_to(endpoints)
 }
 
-/// Runs a quorum read of `key` on `member` and records it.
-pub async fn checked_read(member: &Member, key: &str, history: &History, start: Duration) {
+pub fn connect_to(endpoints: Vec<String>) -> Client<SimHost> {
+    let config = etcd::client::Config {
+        endpoints,
+        dial_timeout: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(10),
+        debug: false,
+        credentials: None,
+    };
+    Client::on(SimHost::new(Duration::ZERO), config).expect("the members' URLs are valid")
+}
+
+/// Runs a quorum read of `key` and records it.
+pub async fn checked_read(
+    client: &mut Client<SimHost>,
+    key: &str,
+    history: &History,
+    start: Duration,
+) {
     let call = nanos_since(start);
-    let result = member.quorum_get(key, false).await;
+    let options = GetOptions {
+        quorum: true,
+        ..GetOptions::default()
+    };
+    let result = keys::get(client, key, &options).await;
     if let Some(output) = read_outcome(&result) {
         history.record(
             key,
@@ -110,7 +149,7 @@ pub async fn checked_read(member: &Member, key: &str, history: &History, start: 
     }
 }
 
-/// One client: operations until `until`, each on a running member chosen at random.
+/// One client: operations until `until`.
 pub async fn client(
     cluster: Cluster,
     history: History,
@@ -118,12 +157,9 @@ pub async fn client(
     start: Duration,
     until: Duration,
 ) {
+    let mut http = connect(&cluster);
     let mut n = 0u64;
     while clock::now() < until {
-        let Some(member) = cluster.any_member() else {
-            madsim::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
         n += 1;
         let value = format!("c{client}-{n}");
         let (key, kind, prev) = {
@@ -133,105 +169,87 @@ pub async fn client(
             (key, rng.gen_range(0..100), prev)
         };
         if kind < 25 {
-            checked_read(&member, key, &history, start).await;
+            checked_read(&mut http, key, &history, start).await;
         } else if kind < 88 {
-            let (input, op) = match kind {
+            let set = |prev_exist, prev_value: &str| SetOptions {
+                prev_exist,
+                prev_value: prev_value.to_owned(),
+                ..SetOptions::default()
+            };
+            let call = nanos_since(start);
+            let (input, result) = match kind {
                 25..=44 => (
                     KvInput::Set(value.clone()),
-                    Op::Set {
-                        key: key.into(),
-                        value: Some(value),
-                        ttl: None,
-                        refresh: false,
-                    },
+                    keys::set(&mut http, key, &value, &set(PrevExist::Ignore, "")).await,
                 ),
                 45..=54 => (
                     KvInput::Create(value.clone()),
-                    Op::Create {
-                        key: key.into(),
-                        value: Some(value),
-                        ttl: None,
-                    },
+                    keys::set(&mut http, key, &value, &set(PrevExist::NoExist, "")).await,
                 ),
                 55..=64 => (
                     KvInput::Update(value.clone()),
-                    Op::Update {
-                        key: key.into(),
-                        value,
-                        ttl: None,
-                        refresh: false,
-                    },
+                    keys::set(&mut http, key, &value, &set(PrevExist::Exist, "")).await,
                 ),
                 65..=76 => (
                     KvInput::CompareAndSwap {
                         prev: prev.clone(),
                         value: value.clone(),
                     },
-                    Op::CompareAndSwap {
-                        key: key.into(),
-                        prev_value: Some(prev),
-                        prev_index: None,
-                        value,
-                        ttl: None,
-                        refresh: false,
-                    },
+                    keys::set(&mut http, key, &value, &set(PrevExist::Ignore, &prev)).await,
                 ),
                 77..=82 => (
                     KvInput::Delete,
-                    Op::Delete {
-                        key: key.into(),
-                        dir: false,
-                        recursive: false,
-                    },
+                    keys::delete(&mut http, key, &DeleteOptions::default()).await,
                 ),
                 _ => (
                     KvInput::CompareAndDelete { prev: prev.clone() },
-                    Op::CompareAndDelete {
-                        key: key.into(),
-                        prev_value: Some(prev),
-                        prev_index: None,
-                    },
+                    keys::delete(
+                        &mut http,
+                        key,
+                        &DeleteOptions {
+                            prev_value: prev,
+                            ..DeleteOptions::default()
+                        },
+                    )
+                    .await,
                 ),
             };
-            let call = nanos_since(start);
-            let result = member.write(op).await;
-            let output = write_outcome(&result);
-            if output.is_some() {
-                history.acknowledge();
+            // A write never sent is certainly not applied: nothing to check.
+            if !matches!(result, Err(ClientError::Unreachable(_))) {
+                let output = write_outcome(&result);
+                if output.is_some() {
+                    history.acknowledge();
+                }
+                history.record(
+                    key,
+                    Operation {
+                        call,
+                        ret: output.as_ref().map(|_| nanos_since(start)),
+                        input,
+                        output,
+                    },
+                );
             }
-            history.record(
-                key,
-                Operation {
-                    call,
-                    ret: output.as_ref().map(|_| nanos_since(start)),
-                    input,
-                    output,
-                },
-            );
         } else {
             // Traffic the checker does not model: TTL keys (expired by the leader's Sync),
             // in-order keys and plain local reads.
             let ttl = madsim::rand::thread_rng().gen_range(1..3);
             let result = match kind {
                 88..=93 => {
-                    let op = Op::Set {
-                        key: format!("/ttl/{client}"),
-                        value: Some(value),
-                        ttl: Some(ttl),
-                        refresh: false,
+                    let options = SetOptions {
+                        ttl,
+                        ..SetOptions::default()
                     };
-                    member.write(op).await
+                    keys::set(&mut http, &format!("/ttl/{client}"), &value, &options).await
                 }
-                94..=96 => {
-                    member
-                        .write(Op::CreateInOrder {
-                            dir: "/queue".into(),
-                            value: Some(value),
-                            ttl: None,
-                        })
-                        .await
+                94..=96 => keys::create_in_order(&mut http, "/queue", &value, 0).await,
+                _ => {
+                    let options = GetOptions {
+                        recursive: true,
+                        ..GetOptions::default()
+                    };
+                    keys::get(&mut http, "/ttl", &options).await
                 }
-                _ => member.get("/ttl", true),
             };
             if result.is_ok() {
                 history.acknowledge();

@@ -92,6 +92,19 @@ pub struct Flags {
         value_parser = parse_go_bool
     )]
     pub strict_reconfig_check: bool,
+    /// Disables fsync: unsafe, loses acknowledged writes on a power cut (etcd 3.5's flag, for
+    /// throwaway clusters; the simulator uses it to prove that its checks catch the loss).
+    #[arg(
+        long,
+        env = "ETCD_UNSAFE_NO_FSYNC",
+        default_value = "false",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub unsafe_no_fsync: bool,
     /// Maximum number of snapshot files to retain (0 is unlimited).
     #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
     pub max_snapshots: usize,
@@ -231,6 +244,9 @@ pub struct Config {
     pub bootstrap_conflict: Option<String>,
     pub token: String,
     pub strict_reconfig_check: bool,
+    pub unsafe_no_fsync: bool,
+    /// Bytes per WAL segment file; not a flag (tests shrink it to cut segments often).
+    pub wal_segment_bytes: u64,
     pub max_snapshots: usize,
     pub max_wals: usize,
     /// The largest client request body accepted.
@@ -581,6 +597,8 @@ impl Config {
             bootstrap_conflict,
             token: flags.initial_cluster_token,
             strict_reconfig_check: flags.strict_reconfig_check,
+            unsafe_no_fsync: flags.unsafe_no_fsync,
+            wal_segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
             max_snapshots: flags.max_snapshots,
             max_wals: flags.max_wals,
             max_request_bytes: flags.max_request_bytes,

@@ -36,8 +36,12 @@ pub struct EtcdError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientError {
-    /// No endpoint answered usefully: what each one tried said, in order.
+    /// No endpoint answered usefully: what each one tried said, in order. A write may have
+    /// reached a member and may yet take effect.
     Cluster(Vec<String>),
+    /// No endpoint could even be connected to (same words as `Cluster`): nothing was sent, so
+    /// nothing was changed.
+    Unreachable(Vec<String>),
     /// The server refused the request with an etcd error.
     Etcd(EtcdError),
     /// The members API refused the request; its `message`.
@@ -51,13 +55,13 @@ pub enum ClientError {
 impl ClientError {
     /// Whether every endpoint failed for a reason of the network (etcdctl's exit status 2).
     pub fn is_connection(&self) -> bool {
-        matches!(self, ClientError::Cluster(_))
+        matches!(self, ClientError::Cluster(_) | ClientError::Unreachable(_))
     }
 
     /// The per-endpoint lines etcdctl prints after a cluster error.
     pub fn detail(&self) -> Option<String> {
         match self {
-            ClientError::Cluster(errors) => Some(
+            ClientError::Cluster(errors) | ClientError::Unreachable(errors) => Some(
                 errors
                     .iter()
                     .enumerate()
@@ -72,7 +76,7 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Cluster(errors) => {
+            ClientError::Cluster(errors) | ClientError::Unreachable(errors) => {
                 let each: Vec<String> = errors
                     .iter()
                     .enumerate()
@@ -216,6 +220,7 @@ impl<H: Host> Client<H> {
         wait: bool,
     ) -> Result<Reply, ClientError> {
         let mut errors = Vec::new();
+        let mut sent = false;
         let n = self.endpoints.len();
         let read = method == "GET" || method == "HEAD";
         for k in 0..n {
@@ -247,13 +252,16 @@ impl<H: Host> Client<H> {
                 }
                 Err(failure @ http::Failure::Unknown(_)) => {
                     errors.push(failure.into_message());
+                    sent = true;
                     true
                 }
                 Ok(reply) if reply.status == 500 || reply.status == 503 => {
                     errors.push(format!("client: etcd member {endpoint} has no leader"));
+                    sent = true;
                     true
                 }
                 Ok(reply) if reply.status >= 500 => {
+                    sent = true;
                     errors.push(format!(
                         "client: etcd member {endpoint} returns server error [{}]",
                         http::status_text(reply.status)
@@ -270,7 +278,11 @@ impl<H: Host> Client<H> {
                 break;
             }
         }
-        Err(ClientError::Cluster(errors))
+        if sent {
+            Err(ClientError::Cluster(errors))
+        } else {
+            Err(ClientError::Unreachable(errors))
+        }
     }
 }
 

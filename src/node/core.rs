@@ -84,6 +84,10 @@ pub(super) struct Core<R: Runtime> {
     shared: Arc<Shared>,
     inbox: Option<mpsc::Receiver<Message>>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// The election timeout last drawn, and the (term, role, leader) it was drawn for (see
+    /// `redraw_election_timeout`).
+    election_timeout: usize,
+    election_epoch: (u64, u8, u64),
     waiters: BTreeMap<u64, oneshot::Sender<Result<crate::store::Event, Error>>>,
     /// Proposals raft dropped (no leader yet); tried again every tick while their client waits.
     unproposed: Vec<(u64, Vec<u8>)>,
@@ -203,21 +207,18 @@ impl<R: Runtime> Core<R> {
         storage.mem.wl().set_hardstate(hard_state);
         storage.set_latest(snapshot);
 
-        // raft-rs draws election timeouts from an RNG the simulator cannot seed; pinning the
-        // range to one value and drawing that value from the runtime keeps runs repeatable.
         let ticks = config.election_ticks.max(2);
-        let election = ticks + (rt.random_u64() % ticks as u64) as usize;
         let raft_config = raft::Config {
             id: config.id,
-            election_tick: election,
+            election_tick: ticks,
             heartbeat_tick: 1,
             applied: meta.index,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
-            min_election_tick: election,
-            max_election_tick: election + 1,
+            min_election_tick: ticks,
+            max_election_tick: 2 * ticks,
             ..Default::default()
         };
         let raw = RawNode::new(&raft_config, storage.clone(), &logger())?;
@@ -231,7 +232,7 @@ impl<R: Runtime> Core<R> {
             },
             storage.clone(),
         ));
-        let core = Core {
+        let mut core = Core {
             rt,
             config,
             raw,
@@ -241,6 +242,8 @@ impl<R: Runtime> Core<R> {
             shared: Arc::clone(&shared),
             inbox: Some(inbox),
             commands,
+            election_timeout: 0,
+            election_epoch: (0, 0, 0),
             waiters: BTreeMap::new(),
             unproposed: Vec::new(),
             reads: BTreeMap::new(),
@@ -260,6 +263,7 @@ impl<R: Runtime> Core<R> {
             last_refusal_logged: None,
             publish_sent_at: None,
         };
+        core.redraw_election_timeout();
         Ok((core, shared))
     }
 
@@ -303,6 +307,7 @@ impl<R: Runtime> Core<R> {
                     return;
                 }
             }
+            self.redraw_election_timeout();
             if self.raw.has_ready() {
                 if let Err(why) = self.handle_ready().await {
                     self.stop(why);
@@ -523,6 +528,27 @@ impl<R: Runtime> Core<R> {
         }
     }
 
+    /// raft-rs draws a fresh election timeout whenever a member changes term, role or leader,
+    /// from an RNG the simulator cannot seed; each such draw is replaced here by one from the
+    /// runtime, so runs repeat. A fresh draw every time matters: members whose timeouts stay
+    /// equal split every vote for ever (two members did, in the simulator). The change is
+    /// noticed by what it changed, never by raft's drawn value alone: that value may happen to
+    /// equal the last one drawn here, and a run must not depend on it.
+    fn redraw_election_timeout(&mut self) {
+        let raft = &mut self.raw.raft;
+        let epoch = (raft.term, raft.state as u8, raft.leader_id);
+        if epoch == self.election_epoch
+            && raft.randomized_election_timeout() == self.election_timeout
+        {
+            return;
+        }
+        let ticks = raft.election_timeout();
+        let drawn = ticks + (self.rt.random_u64() % ticks as u64) as usize;
+        raft.set_randomized_election_timeout(drawn);
+        self.election_timeout = drawn;
+        self.election_epoch = epoch;
+    }
+
     fn tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
@@ -655,7 +681,10 @@ impl<R: Runtime> Core<R> {
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
-        self.apply(ready.take_committed_entries())?;
+        // Applied once this Ready's entries are persisted and raft has been told (below): a
+        // leader that applies its own removal is no longer in its own progress table, and
+        // raft-rs unwraps that entry when it hears its new entries were persisted.
+        let committed = ready.take_committed_entries();
         for read in ready.take_read_states() {
             let id = read
                 .request_ctx
@@ -687,7 +716,8 @@ impl<R: Runtime> Core<R> {
         }
         self.send(ready.take_persisted_messages());
 
-        let mut light = self.raw.advance(ready);
+        let mut light = self.raw.advance_append(ready);
+        self.apply(committed)?;
         if let Some(commit) = light.commit_index() {
             // Not written now: a commit index is learnt again from the leader (or, alone, by
             // committing a new term's first entry), so it waits for the next write to the log

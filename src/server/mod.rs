@@ -222,6 +222,8 @@ fn node_config(config: &Config) -> NodeConfig {
         .collect();
     node_config.publish = Some((config.name.clone(), config.advertise_client_urls.clone()));
     node_config.strict_reconfig_check = config.strict_reconfig_check;
+    node_config.unsafe_skip_fsync = config.unsafe_no_fsync;
+    node_config.segment_bytes = config.wal_segment_bytes;
     node_config.join = !config.new_cluster;
     node_config.tick = config.heartbeat;
     node_config.election_ticks =
