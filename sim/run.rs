@@ -104,6 +104,7 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
         }
     }
     cluster.settle(Duration::from_secs(60)).await?;
+    live_after_healing(&cluster, &driver).await?;
     let mut client = workload::connect(&cluster);
     let reads = driver.spawn({
         let history = history.clone();
@@ -235,6 +236,50 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
         fault_kinds,
         simulated: clock::now() - start,
     })
+}
+
+/// Liveness: once the faults are healed, a new write is answered within 10 s and every
+/// member applies it within 5 s more.
+async fn live_after_healing(
+    cluster: &Cluster,
+    driver: &madsim::runtime::NodeHandle,
+) -> Result<(), String> {
+    let mut client = workload::connect(cluster);
+    let written = driver.spawn(async move {
+        let options = etcd::client::keys::SetOptions::default();
+        let mut last = String::new();
+        for _ in 0..10 {
+            match etcd::client::keys::set(&mut client, "/healed", "yes", &options).await {
+                Ok(response) => return Ok(response.node().modified_index),
+                Err(e) => last = e.to_string(),
+            }
+            madsim::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(format!(
+            "no write was answered in 10 s after healing: {last}"
+        ))
+    });
+    let index = written
+        .await
+        .map_err(|e| format!("the liveness write failed: {e}"))??;
+    let deadline = clock::now() + Duration::from_secs(5);
+    loop {
+        let behind: Vec<(u64, u64)> = cluster
+            .ids
+            .iter()
+            .map(|&id| (id, cluster.member(id).map_or(0, |m| m.status().applied)))
+            .filter(|&(_, applied)| applied < index)
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if clock::now() >= deadline {
+            return Err(format!(
+                "members (id, applied) {behind:?} did not apply the write at index {index} within 5 s after healing"
+            ));
+        }
+        madsim::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Watches, throughout the run: no two members lead in the same term; no committed entry
