@@ -49,8 +49,16 @@ pub fn client_url(n: u64) -> String {
     format!("http://{}:{CLIENT_PORT}", name(n))
 }
 
+/// What every copy of the cluster shares: the machines, which members they run, which of
+/// those are running now.
 #[derive(Default)]
 struct Registry {
+    /// Every machine ever started, by the id of the member it runs.
+    machines: BTreeMap<u64, Machine>,
+    /// The members of the cluster, in the order they were started (removed ones leave).
+    members: Vec<u64>,
+    /// Members removed from the cluster.
+    removed: Vec<u64>,
     /// Running members' handles.
     up: BTreeMap<u64, Member>,
     /// Members that could not start, with why (a healthy disk must always start).
@@ -59,20 +67,19 @@ struct Registry {
 
 /// One simulated machine.
 #[derive(Clone)]
-pub struct Machine {
+struct Machine {
     /// The number its name carries (`member-<n>`).
-    pub n: u64,
-    pub node: NodeHandle,
-    pub host: SimHost,
-    pub disk: SimDisk,
+    n: u64,
+    node: NodeHandle,
+    host: SimHost,
+    disk: SimDisk,
+    /// The configuration the member starts with next time (an operator may change its ports).
+    config: Arc<Mutex<Config>>,
 }
 
 #[derive(Clone)]
 pub struct Cluster {
-    /// Members' ids, in the order they were started.
-    pub ids: Vec<u64>,
     pub net: Network,
-    pub machines: BTreeMap<u64, Machine>,
     handle: Handle,
     options: Options,
     registry: Arc<Mutex<Registry>>,
@@ -83,10 +90,8 @@ impl Cluster {
     pub fn start(options: &Options) -> Cluster {
         let handle = Handle::current();
         let net = Network::new();
-        let mut cluster = Cluster {
-            ids: Vec::new(),
+        let cluster = Cluster {
             net,
-            machines: BTreeMap::new(),
             handle,
             options: options.clone(),
             registry: Arc::default(),
@@ -143,67 +148,143 @@ impl Cluster {
 
     /// Starts machine `n` running the member `config` describes, whose id is `id`; restarting
     /// the machine starts the member again from its disk.
-    fn boot(&mut self, n: u64, id: u64, config: Config, skew: Duration) {
+    fn boot(&self, n: u64, id: u64, config: Config, skew: Duration) {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, (n >> 8) as u8, (n & 0xff) as u8));
         let (host, disk) = (SimHost::new(skew), SimDisk::new());
+        let config = Arc::new(Mutex::new(config));
         let registry = Arc::clone(&self.registry);
-        let (machine_host, machine_disk) = (host.clone(), disk.clone());
+        let (machine_host, machine_disk, machine_config) =
+            (host.clone(), disk.clone(), Arc::clone(&config));
         let node = self
             .handle
             .create_node()
             .name(name(n))
             .ip(ip)
             .init(move || {
-                let (host, disk, registry, config) = (
+                let (host, disk, registry) = (
                     machine_host.clone(),
                     machine_disk.clone(),
                     Arc::clone(&registry),
-                    config.clone(),
                 );
+                let config = machine_config
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 async move { run_member(id, config, host, disk, registry).await }
             })
             .build();
         madsim::net::NetSim::current().add_dns_record(&name(n), ip);
         self.net.add(id, node.id());
-        self.machines.insert(
+        let mut registry = lock(&self.registry);
+        registry.machines.insert(
             id,
             Machine {
                 n,
                 node,
                 host,
                 disk,
+                config,
             },
         );
-        self.ids.push(id);
+        registry.members.push(id);
     }
 
     /// Starts a member that was added at run time with id `id` and peer URL
     /// [`peer_url`]`(id)`: it joins with an empty log (`--initial-cluster-state existing`),
     /// learns its id from the cluster, and everything else from the leader.
-    pub fn join(&mut self, id: u64) {
-        let mut initial: Vec<(String, String)> = self
+    pub fn join(&self, id: u64) {
+        self.join_as(id, id);
+    }
+
+    /// Starts machine `n` ([`peer_url`]`(n)`) as the member the cluster admitted as `id`.
+    pub fn join_as(&self, n: u64, id: u64) {
+        let mut initial: Vec<(String, String)> = lock(&self.registry)
             .machines
             .values()
             .map(|m| (name(m.n), peer_url(m.n)))
             .collect();
-        initial.push((name(id), peer_url(id)));
-        let config = self.config(id, &initial, false);
-        self.boot(id, id, config, Duration::ZERO);
+        initial.push((name(n), peer_url(n)));
+        let config = self.config(n, &initial, false);
+        self.boot(n, id, config, Duration::ZERO);
+    }
+
+    /// The members of the cluster (removed ones not), in the order they were started.
+    pub fn ids(&self) -> Vec<u64> {
+        lock(&self.registry).members.clone()
+    }
+
+    /// Members removed from the cluster.
+    pub fn removed(&self) -> Vec<u64> {
+        lock(&self.registry).removed.clone()
+    }
+
+    /// Notes that `id` was removed from the cluster: it is no longer expected to run (it
+    /// should stop by itself once it learns of its removal).
+    pub fn retire(&self, id: u64) {
+        let mut registry = lock(&self.registry);
+        registry.members.retain(|&m| m != id);
+        registry.removed.push(id);
+    }
+
+    /// Whether a machine was ever started for member `id`.
+    pub fn started(&self, id: u64) -> bool {
+        lock(&self.registry).machines.contains_key(&id)
+    }
+
+    /// Whether some machine is called `member-<n>`.
+    pub fn has_machine(&self, n: u64) -> bool {
+        lock(&self.registry).machines.values().any(|m| m.n == n)
+    }
+
+    /// The peer URL member `id` has when it listens on `port`.
+    pub fn peer_url_at(&self, id: u64, port: u16) -> String {
+        format!("http://{}:{port}", name(self.machine(id).n))
+    }
+
+    /// The port member `id` listens on for peers (from its next start, if it was just moved).
+    pub fn peer_port(&self, id: u64) -> u16 {
+        let machine = self.machine(id);
+        let config = machine.config.lock().unwrap_or_else(|e| e.into_inner());
+        config
+            .listen_peer_urls
+            .first()
+            .map_or(PEER_PORT, |u| u.port)
+    }
+
+    /// Moves a member's peer listener to `port` from its next start on; says its new peer URL.
+    pub fn move_peer_port(&self, id: u64, port: u16) -> String {
+        let url = self.peer_url_at(id, port);
+        let registry = lock(&self.registry);
+        let machine = &registry.machines[&id];
+        let mut config = machine.config.lock().unwrap_or_else(|e| e.into_inner());
+        config.listen_peer_urls =
+            vec![etcd::config::Url::parse(&format!("http://0.0.0.0:{port}")).expect("a valid URL")];
+        config.advertise_peer_urls = vec![url.clone()];
+        url
     }
 
     /// Moves a member's wall clock by `by` nanoseconds, either way (its timers, on the
     /// monotonic clock, are not affected).
     pub fn jump_clock(&self, id: u64, by: i64) {
-        self.machines[&id].host.jump_clock(by);
+        self.machine(id).host.jump_clock(by);
     }
 
-    pub fn disk(&self, id: u64) -> &SimDisk {
-        &self.machines[&id].disk
+    fn machine(&self, id: u64) -> Machine {
+        lock(&self.registry).machines[&id].clone()
     }
 
-    /// The client URLs of every member started so far.
+    pub fn disk(&self, id: u64) -> SimDisk {
+        self.machine(id).disk
+    }
+
+    /// The client URLs of the cluster's members.
     pub fn client_urls(&self) -> Vec<String> {
-        self.machines.values().map(|m| client_url(m.n)).collect()
+        let registry = lock(&self.registry);
+        registry
+            .members
+            .iter()
+            .map(|id| client_url(registry.machines[id].n))
+            .collect()
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
@@ -221,7 +302,7 @@ impl Cluster {
     /// Stops a member dead: its tasks end wherever they are, its connections reset.
     pub fn kill(&self, id: u64) {
         lock(&self.registry).up.remove(&id);
-        self.handle.kill(self.machines[&id].node.id());
+        self.handle.kill(self.machine(id).node.id());
     }
 
     /// A power cut: the member dies and its disk keeps only what was synced, plus, at random,
@@ -240,7 +321,7 @@ impl Cluster {
     /// Starts the member again from its disk (killing it first if it still runs).
     pub fn restart(&self, id: u64) {
         lock(&self.registry).up.remove(&id);
-        let node = self.machines[&id].node.id();
+        let node = self.machine(id).node.id();
         // madsim's restart alone keeps the old process's sockets bound (its listeners would
         // refuse the new process's bind); a kill closes them.
         self.handle.kill(node);
@@ -248,11 +329,11 @@ impl Cluster {
     }
 
     pub fn pause(&self, id: u64) {
-        self.handle.pause(self.machines[&id].node.id());
+        self.handle.pause(self.machine(id).node.id());
     }
 
     pub fn resume(&self, id: u64) {
-        self.handle.resume(self.machines[&id].node.id());
+        self.handle.resume(self.machine(id).node.id());
     }
 
     /// The member every running member that knows a leader agrees on, if it is up.
@@ -269,11 +350,17 @@ impl Cluster {
     pub async fn settle(&self, within: Duration) -> Result<u64, String> {
         let deadline = clock::now() + within;
         loop {
-            let up = lock(&self.registry).up.clone();
+            let ids = self.ids();
+            let up: BTreeMap<u64, Member> = lock(&self.registry)
+                .up
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(id, m)| (*id, m.clone()))
+                .collect();
             let statuses: Vec<_> = up.values().map(|m| m.status()).collect();
             let leaders = statuses.iter().filter(|s| s.role == Role::Leader).count();
             let applied: Vec<u64> = statuses.iter().map(|s| s.applied).collect();
-            let all_up = up.len() == self.ids.len();
+            let all_up = up.len() == ids.len();
             if all_up
                 && leaders == 1
                 && applied.windows(2).all(|w| w[0] == w[1])
@@ -284,6 +371,16 @@ impl Cluster {
                 return Ok(applied[0]);
             }
             if clock::now() >= deadline {
+                if std::env::var_os("SIM_DUMP").is_some() {
+                    for (id, m) in &up {
+                        let table: Vec<String> = m
+                            .members()
+                            .iter()
+                            .map(|m| format!("{:x}@{:?}", m.id, m.peer_urls))
+                            .collect();
+                        eprintln!("{id:x}: table {table:?}");
+                    }
+                }
                 return Err(format!(
                     "the cluster did not settle: up {:?}, statuses {statuses:?}, failed starts {:?}",
                     up.keys().collect::<Vec<_>>(),
@@ -311,9 +408,10 @@ async fn run_member(
     match started {
         Ok(server) => {
             lock(&registry).up.insert(id, server.node().clone());
-            // A member that stops by itself (removed, or its disk failed) stays registered, as
-            // a stopped process would be seen by its supervisor; the faults restart it.
+            // A member that stops by itself (removed, or its disk failed) closes its listeners,
+            // as the process would by exiting; it stays registered, stopped, for the checks.
             let _ = server.stopped().await;
+            server.shutdown().await;
         }
         Err(e) => lock(&registry).failed_starts.push((id, e)),
     }

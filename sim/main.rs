@@ -12,6 +12,7 @@ mod membership;
 mod nemesis;
 mod network;
 mod plumbing;
+mod reconfigure;
 mod run;
 mod scenarios;
 mod seeds;

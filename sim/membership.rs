@@ -52,7 +52,7 @@ fn run(seed: u64) -> Tally {
             snapshot_count: 50,
             strict_reconfig_check: true,
         };
-        let mut cluster = Cluster::start(&options);
+        let cluster = Cluster::start(&options);
         cluster
             .settle(Duration::from_secs(30))
             .await
@@ -61,7 +61,7 @@ fn run(seed: u64) -> Tally {
         // Members whose node runs and has not been removed: the ones the driver talks to and
         // the checker reads.
         let live: Arc<Mutex<BTreeSet<u64>>> =
-            Arc::new(Mutex::new(cluster.ids.iter().copied().collect()));
+            Arc::new(Mutex::new(cluster.ids().iter().copied().collect()));
         let violations: Arc<Mutex<Vec<String>>> = Arc::default();
         let checked = Arc::new(Mutex::new(0usize));
         let checker = {
@@ -120,7 +120,7 @@ fn run(seed: u64) -> Tally {
             table
                 .iter()
                 .map(|m| m.id)
-                .filter(|id| !cluster.ids.contains(id))
+                .filter(|id| !cluster.started(*id))
                 .collect()
         };
 
@@ -287,7 +287,7 @@ fn run(seed: u64) -> Tally {
             }
         }
         if !healed && trace() {
-            for id in cluster.ids.clone() {
+            for id in cluster.ids() {
                 let status = cluster.member(id).map(|m| m.status());
                 eprintln!("end: member {id}: {status:?}");
             }
@@ -355,7 +355,7 @@ fn the_survivor_of_a_leader_removing_itself_takes_over() {
                 .expect("a leader is elected");
             let leader_id = cluster.leader().expect("a leader");
             let survivor_id = cluster
-                .ids
+                .ids()
                 .iter()
                 .copied()
                 .find(|&id| id != leader_id)

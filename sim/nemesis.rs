@@ -35,9 +35,11 @@ pub enum Fault {
     /// A member's wall clock jumps forward or back, by a second to an hour, and is put right
     /// later (as NTP would).
     ClockJump,
+    /// A member is replaced or re-addressed through the members API.
+    Membership,
 }
 
-pub const ALL: [Fault; 11] = [
+pub const ALL: [Fault; 12] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -49,6 +51,7 @@ pub const ALL: [Fault; 11] = [
     Fault::Pause,
     Fault::DiskError,
     Fault::ClockJump,
+    Fault::Membership,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -85,7 +88,7 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
             )
         };
         madsim::time::sleep(wait).await;
-        let ids = cluster.ids.clone();
+        let ids = cluster.ids();
         match fault {
             Fault::Partition => {
                 let mut side = ids.clone();
@@ -159,6 +162,11 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                 cluster.pause(id);
                 madsim::time::sleep(hold).await;
                 cluster.resume(id);
+            }
+            Fault::Membership => {
+                for what in crate::reconfigure::change(&cluster).await {
+                    note(fault, what);
+                }
             }
             Fault::ClockJump => {
                 let id = pick(&ids);

@@ -132,7 +132,7 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        let third = cluster.ids[2];
+        let third = cluster.ids()[2];
         cluster.kill(third);
         let leader = loop {
             if let Some(leader) = cluster.leader().and_then(|id| cluster.member(id)) {
@@ -148,7 +148,7 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
                 refresh: false,
             };
             if let Err(e) = leader.write(op).await {
-                for id in cluster.ids.clone() {
+                for id in cluster.ids() {
                     eprintln!("{id}: {:?}", cluster.member(id).map(|m| m.status()));
                 }
                 panic!("a write with two of three members up: {e:?}");
@@ -200,7 +200,7 @@ fn concurrent_writes_share_fsyncs() {
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        let only = cluster.ids[0];
+        let only = cluster.ids()[0];
         let member = cluster.member(only).expect("member 1 is up");
         let before = cluster.disk(only).sync_count();
         let writes: Vec<_> = (0..100)
@@ -332,12 +332,12 @@ fn one_started_member_may_grow_to_two_and_starting_it_restores_writes() {
             snapshot_count: 1_000,
             strict_reconfig_check: true,
         };
-        let mut cluster = Cluster::start(&options);
+        let cluster = Cluster::start(&options);
         cluster
             .settle(Duration::from_secs(30))
             .await
             .expect("a leader is elected");
-        let first = cluster.member(cluster.ids[0]).expect("member 1 runs");
+        let first = cluster.member(cluster.ids()[0]).expect("member 1 runs");
         let set = |i: u64| Op::Set {
             key: format!("/k{i}"),
             value: Some("v".into()),

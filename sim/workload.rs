@@ -161,6 +161,10 @@ pub async fn client(
     let mut n = 0u64;
     while clock::now() < until {
         n += 1;
+        if n.is_multiple_of(50) {
+            // As etcd's client auto-syncs: members come and go.
+            let _ = http.sync().await;
+        }
         let value = format!("c{client}-{n}");
         let (key, kind, prev) = {
             let mut rng = madsim::rand::thread_rng();

@@ -935,6 +935,12 @@ impl<R: Runtime> Core<R> {
         let mut state = state;
         // The tree and history are the leader's now; the clients watching here stay.
         state.store.adopt_watchers(&mut current.store);
+        // Members added or re-addressed in the entries the snapshot stands for were never
+        // applied here one by one: the transport learns of them now, or this member could
+        // hear from them but never answer (a joiner that became leader waited for ever).
+        for member in state.members.members().filter(|m| m.id != self.config.id) {
+            self.rt.net().add_peer(member.id, &member.peer_urls);
+        }
         *current = state;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
@@ -1019,6 +1025,15 @@ impl<R: Runtime> Core<R> {
         status.leader = raft.leader_id;
         status.role = role;
         status.commit = raft.raft_log.committed;
+        status.followers.clear();
+        if role == Role::Leader {
+            status.followers.extend(
+                raft.prs()
+                    .iter()
+                    .filter(|(id, _)| **id != raft.id)
+                    .map(|(id, pr)| (*id, pr.matched, format!("{:?}", pr.state))),
+            );
+        }
     }
 
     /// A failed disk (or a damaged entry) ends the member: nothing more is acknowledged.

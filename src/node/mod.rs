@@ -119,6 +119,9 @@ pub struct Status {
     pub stopped: Option<String>,
     /// When this member learnt of the current leader (etcd's `leaderInfo.startTime`).
     pub leader_since: Option<crate::timestamp::Timestamp>,
+    /// On a leader, how each follower's replication stands, as raft tracks it:
+    /// (id, matched index, raft's progress state). Empty elsewhere.
+    pub followers: Vec<(u64, u64, String)>,
 }
 
 pub(crate) struct Shared {

@@ -327,36 +327,53 @@ async fn identity<H: Host, D: Disk>(
 }
 
 /// Asks the other members listed in `--initial-cluster` for the cluster's members and finds
-/// this one among them by its peer URLs.
+/// this one among them by its peer URLs. A member started right after `member add` may ask
+/// one that has not applied the add yet, so every listed peer is asked, for a few rounds,
+/// before the start fails.
 async fn join_cluster<H: Host>(
     config: &Config,
     host: &H,
 ) -> Result<(u64, u64, Vec<Member>), String> {
     let mut mine = config.advertise_peer_urls.clone();
     mine.sort();
-    let peers = config
+    let peers: Vec<String> = config
         .initial_cluster
         .iter()
-        .filter(|m| m.name != config.name);
-    for url in peers.flat_map(|m| m.peer_urls.clone()) {
-        let Ok((cluster_id, members)) = fetch_members(host, &url).await else {
-            continue;
-        };
-        let me = members.iter().find(|m| {
-            let mut theirs = m.peer_urls.clone();
-            theirs.sort();
-            theirs == mine
-        });
-        return match me {
-            Some(me) => Ok((me.id, cluster_id, members.clone())),
-            None => Err(format!(
-                "the cluster at {url} has no member with peer URLs {}; add it first (POST /v2/members)",
-                mine.join(",")
-            )),
-        };
+        .filter(|m| m.name != config.name)
+        .flat_map(|m| m.peer_urls.clone())
+        .collect();
+    let mut failure =
+        "--initial-cluster-state existing: no other member in --initial-cluster answered"
+            .to_owned();
+    for round in 0..JOIN_ROUNDS {
+        if round > 0 {
+            host.sleep(Duration::from_secs(1)).await;
+        }
+        for url in &peers {
+            let Ok((cluster_id, members)) = fetch_members(host, url).await else {
+                continue;
+            };
+            let me = members.iter().find(|m| {
+                let mut theirs = m.peer_urls.clone();
+                theirs.sort();
+                theirs == mine
+            });
+            match me {
+                Some(me) => return Ok((me.id, cluster_id, members.clone())),
+                None => {
+                    failure = format!(
+                        "the cluster at {url} has no member with peer URLs {}; add it first (POST /v2/members)",
+                        mine.join(",")
+                    )
+                }
+            }
+        }
     }
-    Err("--initial-cluster-state existing: no other member in --initial-cluster answered".into())
+    Err(failure)
 }
+
+/// Rounds of asking every peer before a joining member gives up.
+const JOIN_ROUNDS: usize = 5;
 
 async fn fetch_members<H: Host>(host: &H, peer_url: &str) -> Result<(u64, Vec<Member>), String> {
     use http_body_util::BodyExt;
