@@ -269,6 +269,11 @@ impl Cluster {
         self.machine(id).host.jump_clock(by);
     }
 
+    /// Resets every connection member `id` has open.
+    pub fn reset_connections(&self, id: u64) {
+        self.machine(id).host.reset_connections();
+    }
+
     fn machine(&self, id: u64) -> Machine {
         lock(&self.registry).machines[&id].clone()
     }

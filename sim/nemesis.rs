@@ -37,9 +37,12 @@ pub enum Fault {
     ClockJump,
     /// A member is replaced or re-addressed through the members API.
     Membership,
+    /// A member's connections (to peers and clients) are reset, again and again, whatever
+    /// they are in the middle of: a batch, a snapshot, a client's request.
+    Reset,
 }
 
-pub const ALL: [Fault; 12] = [
+pub const ALL: [Fault; 13] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -52,6 +55,7 @@ pub const ALL: [Fault; 12] = [
     Fault::DiskError,
     Fault::ClockJump,
     Fault::Membership,
+    Fault::Reset,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -162,6 +166,16 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                 cluster.pause(id);
                 madsim::time::sleep(hold).await;
                 cluster.resume(id);
+            }
+            Fault::Reset => {
+                let id = pick(&ids);
+                note(fault, format!("connections of {id} reset for {hold:?}"));
+                let end = clock::now() + hold;
+                while clock::now() < end {
+                    cluster.reset_connections(id);
+                    let gap = madsim::rand::thread_rng().gen_range(20..300);
+                    madsim::time::sleep(Duration::from_millis(gap)).await;
+                }
             }
             Fault::Membership => {
                 for what in crate::reconfigure::change(&cluster).await {

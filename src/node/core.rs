@@ -938,7 +938,7 @@ impl<R: Runtime> Core<R> {
         // Members added or re-addressed in the entries the snapshot stands for were never
         // applied here one by one: the transport learns of them now, or this member could
         // hear from them but never answer (a joiner that became leader waited for ever).
-        for member in state.members.members().filter(|m| m.id != self.config.id) {
+        for member in state.members.members() {
             self.rt.net().add_peer(member.id, &member.peer_urls);
         }
         *current = state;

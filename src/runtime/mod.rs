@@ -155,7 +155,8 @@ impl<H: Host, D: Disk, N: Transport> Runtime for Parts<H, D, N> {
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, message: Message);
 
-    /// A member joined the cluster at these peer URLs (a network that routes by id ignores it).
+    /// A member joined the cluster, or moved, at these peer URLs (this member's own id: where
+    /// it now listens). A network that routes by id ignores it.
     fn add_peer(&self, _id: u64, _peer_urls: &[String]) {}
 }
 

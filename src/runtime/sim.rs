@@ -9,8 +9,10 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use madsim::rand::RngCore;
@@ -25,12 +27,42 @@ pub struct SimHost {
     /// This machine's clock error, added to the simulation's wall clock; shared so that a
     /// fault can move the clock while the member runs.
     skew_nanos: Arc<AtomicI64>,
+    /// The machine's open connections, so that a fault can reset them all.
+    streams: Arc<Mutex<Vec<Weak<Mutex<Connection>>>>>,
 }
 
 impl SimHost {
     pub fn new(skew: Duration) -> SimHost {
         SimHost {
             skew_nanos: Arc::new(AtomicI64::new(i64::try_from(skew.as_nanos()).unwrap_or(0))),
+            streams: Arc::default(),
+        }
+    }
+
+    /// Resets every connection the machine has open, whatever it is in the middle of: both
+    /// ends see the connection fail, as after a TCP reset.
+    pub fn reset_connections(&self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        for connection in streams.drain(..).filter_map(|weak| weak.upgrade()) {
+            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+            connection.stream = None; // the peer reads the end of the stream
+            if let Some(waker) = connection.reader.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn track(&self, stream: madsim::net::TcpStream) -> SimStream {
+        let connection = Arc::new(Mutex::new(Connection {
+            stream: Some(stream),
+            reader: None,
+        }));
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|weak| weak.strong_count() > 0);
+        streams.push(Arc::downgrade(&connection));
+        SimStream {
+            connection,
+            unflushed: false,
         }
     }
 
@@ -47,7 +79,7 @@ impl SimHost {
 
 impl Host for SimHost {
     type Stream = SimStream;
-    type Listener = madsim::net::TcpListener;
+    type Listener = SimListener;
 
     fn now(&self) -> Timestamp {
         let wall = madsim::time::TimeHandle::current().now_time();
@@ -77,28 +109,36 @@ impl Host for SimHost {
         madsim::rand::thread_rng().next_u64()
     }
 
-    async fn listen(&self, address: &str) -> io::Result<madsim::net::TcpListener> {
-        madsim::net::TcpListener::bind(address).await
+    async fn listen(&self, address: &str) -> io::Result<SimListener> {
+        let inner = madsim::net::TcpListener::bind(address).await?;
+        Ok(SimListener {
+            inner,
+            host: self.clone(),
+        })
     }
 
     async fn connect(&self, address: &str) -> io::Result<SimStream> {
-        madsim::net::TcpStream::connect(address)
-            .await
-            .map(SimStream::new)
+        let stream = madsim::net::TcpStream::connect(address).await?;
+        Ok(self.track(stream))
     }
 }
 
-impl Listener for madsim::net::TcpListener {
+/// A listener on a simulated machine.
+pub struct SimListener {
+    inner: madsim::net::TcpListener,
+    host: SimHost,
+}
+
+impl Listener for SimListener {
     type Stream = SimStream;
 
     async fn accept(&self) -> io::Result<SimStream> {
-        madsim::net::TcpListener::accept(self)
-            .await
-            .map(|(stream, _)| SimStream::new(stream))
+        let (stream, _) = self.inner.accept().await?;
+        Ok(self.host.track(stream))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        madsim::net::TcpListener::local_addr(self)
+        self.inner.local_addr()
     }
 }
 
@@ -107,57 +147,70 @@ impl Listener for madsim::net::TcpListener {
 /// often, so empty packets would pile up behind each other and every request on a long-lived
 /// connection would wait longer than the last. Here a flush with nothing written sends nothing.
 pub struct SimStream {
-    inner: madsim::net::TcpStream,
+    connection: Arc<Mutex<Connection>>,
     unflushed: bool,
 }
 
+/// A connection's stream, which a reset takes away, and the task waiting to read from it.
+struct Connection {
+    stream: Option<madsim::net::TcpStream>,
+    reader: Option<std::task::Waker>,
+}
+
+fn reset() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer")
+}
+
 impl SimStream {
-    fn new(inner: madsim::net::TcpStream) -> SimStream {
-        SimStream {
-            inner,
-            unflushed: false,
+    fn with<T>(
+        &self,
+        op: impl FnOnce(Pin<&mut madsim::net::TcpStream>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        match connection.stream.as_mut() {
+            Some(stream) => op(Pin::new(stream)),
+            None => Poll::Ready(Err(reset())),
         }
     }
 }
 
 impl tokio::io::AsyncRead for SimStream {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    ) -> Poll<io::Result<()>> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        connection.reader = Some(cx.waker().clone());
+        match connection.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_read(cx, buf),
+            None => Poll::Ready(Err(reset())),
+        }
     }
 }
 
 impl tokio::io::AsyncWrite for SimStream {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         data: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
+    ) -> Poll<io::Result<usize>> {
         self.unflushed |= !data.is_empty();
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+        self.with(|stream| stream.poll_write(cx, data))
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.unflushed {
-            return std::task::Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(()));
         }
-        let flushed = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        let flushed = self.with(|stream| stream.poll_flush(cx));
         if flushed.is_ready() {
             self.unflushed = false;
         }
         flushed
     }
 
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|stream| stream.poll_shutdown(cx))
     }
 }

@@ -75,7 +75,12 @@ impl<H: Host, D: Disk> Server<H, D> {
         config.id = id;
         config.cluster_id = cluster_id;
 
-        let transport = HttpTransport::new(host.clone(), config.id, config.cluster_id);
+        let transport = HttpTransport::new(
+            host.clone(),
+            config.id,
+            config.cluster_id,
+            &config.advertise_peer_urls,
+        );
         let listed = config.initial_cluster.iter().map(|m| (m.id, &m.peer_urls));
         let fetched = known.iter().map(|m| (m.id, &m.peer_urls));
         for (member, urls) in listed.chain(fetched).filter(|(m, _)| *m != config.id) {
@@ -96,9 +101,10 @@ impl<H: Host, D: Disk> Server<H, D> {
         }
         let reporter = node.clone();
         transport.set_reporter(move |report| reporter.report(report));
-        // Members added since the flags were written are known from the replicated table.
-        for member in node.members().iter().filter(|m| m.id != config.id) {
-            transport.connect_peer(member.id, &member.peer_urls);
+        // Members added since the flags were written are known from the replicated table, and
+        // so is where this member itself listens now.
+        for member in node.members() {
+            crate::runtime::Transport::add_peer(&transport, member.id, &member.peer_urls);
         }
 
         let (stop, _) = watch::channel(false);
@@ -123,12 +129,9 @@ impl<H: Host, D: Disk> Server<H, D> {
             host.spawn(until_stopped(stop.subscribe(), serving));
         }
         let inbound = Arc::new(transport::Inbound::new(
-            host.clone(),
-            config.cluster_id,
-            config.id,
+            &transport,
             inbox_tx,
             config.max_request_bytes,
-            transport.stats(),
         ));
         for listener in listeners.peers {
             let cluster_id = config.cluster_id;

@@ -35,6 +35,9 @@ pub use stats::TrafficStats;
 
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
 const FROM_HEADER: &str = "X-Server-From";
+/// Where the sender listens for peers now (etcd's header too). A member that is behind may not
+/// yet know that a peer moved; the peer's own messages tell it where to answer.
+const PEER_URLS_HEADER: &str = "X-PeerURLs";
 /// Messages sent in one request at most.
 pub const BATCH: usize = 512;
 /// A message batch stops growing once it passes this many bytes.
@@ -107,6 +110,9 @@ type Reporter = Arc<std::sync::OnceLock<Box<dyn Fn(PeerReport) + Send + Sync>>>;
 pub struct HttpTransport<H> {
     host: H,
     from: u64,
+    /// This member's own peer URLs (`--initial-advertise-peer-urls`, which an operator changes
+    /// with `member update` before restarting the member), sent with every batch as etcd does.
+    advertised: Arc<str>,
     cluster_id: u64,
     peers: Arc<Mutex<BTreeMap<u64, Lanes>>>,
     reporter: Reporter,
@@ -118,6 +124,7 @@ impl<H: Clone> Clone for HttpTransport<H> {
         HttpTransport {
             host: self.host.clone(),
             from: self.from,
+            advertised: Arc::clone(&self.advertised),
             cluster_id: self.cluster_id,
             peers: Arc::clone(&self.peers),
             reporter: Arc::clone(&self.reporter),
@@ -127,11 +134,14 @@ impl<H: Clone> Clone for HttpTransport<H> {
 }
 
 impl<H: Host> HttpTransport<H> {
-    pub fn new(host: H, from: u64, cluster_id: u64) -> HttpTransport<H> {
+    /// The transport of member `from` of `cluster_id`, which listens for peers at
+    /// `advertised`.
+    pub fn new(host: H, from: u64, cluster_id: u64, advertised: &[String]) -> HttpTransport<H> {
         let clock = host.clone();
         HttpTransport {
             host,
             from,
+            advertised: advertised.join(",").into(),
             cluster_id,
             peers: Arc::default(),
             reporter: Arc::default(),
@@ -148,6 +158,24 @@ impl<H: Host> HttpTransport<H> {
     /// `report`; until it is set, such news is dropped.
     pub fn set_reporter(&self, report: impl Fn(PeerReport) + Send + Sync + 'static) {
         let _ = self.reporter.set(Box::new(report));
+    }
+
+    /// A peer says where it listens now: a peer already known is moved there (see
+    /// [`PEER_URLS_HEADER`]); others are left to the member table.
+    fn learn_address(&self, id: u64, urls: &str) {
+        let urls: Vec<String> = urls
+            .split(',')
+            .filter(|u| crate::config::Url::parse(u).is_ok())
+            .map(str::to_owned)
+            .collect();
+        let known = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id);
+        if known && !urls.is_empty() && id != self.from {
+            self.connect_peer(id, &urls);
+        }
     }
 
     /// Starts sending to a peer at the first of its URLs, or, for a peer already known, moves
@@ -171,6 +199,7 @@ impl<H: Host> HttpTransport<H> {
         let url = Arc::new(Mutex::new(url));
         let peer = Peer {
             host: self.host.clone(),
+            advertised: Arc::clone(&self.advertised),
             id,
             url: Arc::clone(&url),
             from: self.from,
@@ -324,6 +353,7 @@ async fn connect<H: Host>(host: &H, url: &str) -> Result<Sender, String> {
 #[derive(Clone)]
 struct Peer<H> {
     host: H,
+    advertised: Arc<str>,
     id: u64,
     url: Arc<Mutex<String>>,
     from: u64,
@@ -385,6 +415,7 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceive
             let request = Request::post(format!("{url}{}", kind.path()))
                 .header(CLUSTER_HEADER, format_id(cluster_id))
                 .header(FROM_HEADER, format_id(from))
+                .header(PEER_URLS_HEADER, &*peer.advertised)
                 .header("Content-Type", "application/octet-stream")
                 .body(Full::new(Bytes::from(encode(&batch))))
                 .map_err(|e| e.to_string())?;
@@ -450,6 +481,7 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceive
 /// member's inbox.
 pub struct Inbound<H> {
     host: H,
+    transport: HttpTransport<H>,
     cluster_id: u64,
     member_id: u64,
     inbox: mpsc::Sender<Message>,
@@ -465,16 +497,20 @@ impl<H: Host> Inbound<H> {
     /// `max_request_bytes` is the cluster's client request limit: the largest entry a peer
     /// can send follows from it.
     pub fn new(
-        host: H,
-        cluster_id: u64,
-        member_id: u64,
+        transport: &HttpTransport<H>,
         inbox: mpsc::Sender<Message>,
         max_request_bytes: usize,
-        stats: Arc<TrafficStats>,
     ) -> Inbound<H> {
+        let (host, cluster_id, member_id, stats) = (
+            transport.host.clone(),
+            transport.cluster_id,
+            transport.from,
+            transport.stats(),
+        );
         let max_messages_body = max_messages_body(max_request_bytes);
         Inbound {
             host,
+            transport: transport.clone(),
             cluster_id,
             member_id,
             inbox,
@@ -509,9 +545,15 @@ impl<H: Host> Inbound<H> {
         }
         // A removed member that missed its removal still talks; tell it, as etcd does, so it
         // stops instead of campaigning forever in a configuration that no longer exists.
-        if header(FROM_HEADER).is_some_and(is_removed) {
+        let sender = header(FROM_HEADER);
+        if sender.is_some_and(is_removed) {
             return text_response(StatusCode::GONE, "removed member\n");
         }
+        let peer_urls = request
+            .headers()
+            .get(PEER_URLS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let declared = request
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -566,6 +608,21 @@ impl<H: Host> Inbound<H> {
         };
         match decode(lane, &body) {
             Ok(messages) => {
+                // Only a leader sends these: a member behind on its log learns where the leader
+                // moved from the leader itself (the leader's table is current; a follower's
+                // may not be, and neither may its idea of where it is).
+                let from_leader = messages.iter().any(|m| {
+                    matches!(
+                        m.get_msg_type(),
+                        MessageType::MsgAppend
+                            | MessageType::MsgHeartbeat
+                            | MessageType::MsgSnapshot
+                    )
+                });
+                if let (Some(from), Some(urls), true) = (sender, peer_urls.as_deref(), from_leader)
+                {
+                    self.transport.learn_address(from, urls);
+                }
                 // A peer with this member's URL but another's id (swapped URLs) must not be
                 // stepped here.
                 for message in messages.into_iter().filter(|m| m.to == self.member_id) {
