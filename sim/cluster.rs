@@ -274,6 +274,11 @@ impl Cluster {
         self.machine(id).host.reset_connections();
     }
 
+    /// Makes member `id`'s connections break once they carried `limit` bytes (0: never).
+    pub fn reset_connections_after(&self, id: u64, limit: u64) {
+        self.machine(id).host.reset_connections_after(limit);
+    }
+
     fn machine(&self, id: u64) -> Machine {
         lock(&self.registry).machines[&id].clone()
     }

@@ -40,9 +40,12 @@ pub enum Fault {
     /// A member's connections (to peers and clients) are reset, again and again, whatever
     /// they are in the middle of: a batch, a snapshot, a client's request.
     Reset,
+    /// A member's connections break once they have carried a few KiB: large batches and
+    /// snapshots fail in the middle, again and again.
+    ResetLarge,
 }
 
-pub const ALL: [Fault; 13] = [
+pub const ALL: [Fault; 14] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -56,6 +59,7 @@ pub const ALL: [Fault; 13] = [
     Fault::ClockJump,
     Fault::Membership,
     Fault::Reset,
+    Fault::ResetLarge,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -176,6 +180,17 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                     let gap = madsim::rand::thread_rng().gen_range(20..300);
                     madsim::time::sleep(Duration::from_millis(gap)).await;
                 }
+            }
+            Fault::ResetLarge => {
+                let id = pick(&ids);
+                let limit = madsim::rand::thread_rng().gen_range(1_000..32_000);
+                note(
+                    fault,
+                    format!("connections of {id} break after {limit} bytes for {hold:?}"),
+                );
+                cluster.reset_connections_after(id, limit);
+                madsim::time::sleep(hold).await;
+                cluster.reset_connections_after(id, 0);
             }
             Fault::Membership => {
                 for what in crate::reconfigure::change(&cluster).await {

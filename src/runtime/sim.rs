@@ -29,6 +29,9 @@ pub struct SimHost {
     skew_nanos: Arc<AtomicI64>,
     /// The machine's open connections, so that a fault can reset them all.
     streams: Arc<Mutex<Vec<Weak<Mutex<Connection>>>>>,
+    /// While not zero, a connection that has carried this many bytes is reset (a large
+    /// request, a snapshot, breaks in the middle).
+    byte_limit: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SimHost {
@@ -36,7 +39,14 @@ impl SimHost {
         SimHost {
             skew_nanos: Arc::new(AtomicI64::new(i64::try_from(skew.as_nanos()).unwrap_or(0))),
             streams: Arc::default(),
+            byte_limit: Arc::default(),
         }
+    }
+
+    /// From now on (until set to zero) connections are reset once they have carried `limit`
+    /// bytes either way.
+    pub fn reset_connections_after(&self, limit: u64) {
+        self.byte_limit.store(limit, Ordering::Relaxed);
     }
 
     /// Resets every connection the machine has open, whatever it is in the middle of: both
@@ -56,6 +66,8 @@ impl SimHost {
         let connection = Arc::new(Mutex::new(Connection {
             stream: Some(stream),
             reader: None,
+            carried: 0,
+            byte_limit: Arc::clone(&self.byte_limit),
         }));
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.retain(|weak| weak.strong_count() > 0);
@@ -155,6 +167,22 @@ pub struct SimStream {
 struct Connection {
     stream: Option<madsim::net::TcpStream>,
     reader: Option<std::task::Waker>,
+    /// Bytes read and written so far.
+    carried: u64,
+    byte_limit: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Connection {
+    /// Counts `bytes` more; past the machine's byte limit the connection is reset.
+    fn carry(&mut self, bytes: usize) -> io::Result<()> {
+        self.carried += bytes as u64;
+        let limit = self.byte_limit.load(Ordering::Relaxed);
+        if limit != 0 && self.carried > limit {
+            self.stream = None;
+            return Err(reset());
+        }
+        Ok(())
+    }
 }
 
 fn reset() -> io::Error {
@@ -172,6 +200,13 @@ impl SimStream {
             None => Poll::Ready(Err(reset())),
         }
     }
+
+    fn carry(&self, bytes: usize) -> io::Result<()> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .carry(bytes)
+    }
 }
 
 impl tokio::io::AsyncRead for SimStream {
@@ -182,9 +217,14 @@ impl tokio::io::AsyncRead for SimStream {
     ) -> Poll<io::Result<()>> {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         connection.reader = Some(cx.waker().clone());
-        match connection.stream.as_mut() {
+        let before = buf.filled().len();
+        let read = match connection.stream.as_mut() {
             Some(stream) => Pin::new(stream).poll_read(cx, buf),
-            None => Poll::Ready(Err(reset())),
+            None => return Poll::Ready(Err(reset())),
+        };
+        match read {
+            Poll::Ready(Ok(())) => Poll::Ready(connection.carry(buf.filled().len() - before)),
+            other => other,
         }
     }
 }
@@ -196,7 +236,10 @@ impl tokio::io::AsyncWrite for SimStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.unflushed |= !data.is_empty();
-        self.with(|stream| stream.poll_write(cx, data))
+        match self.with(|stream| stream.poll_write(cx, data)) {
+            Poll::Ready(Ok(n)) => Poll::Ready(self.carry(n).map(|()| n)),
+            other => other,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -100,8 +100,18 @@ impl Lane {
 struct Lanes {
     messages: mpsc::UnboundedSender<Message>,
     snapshots: mpsc::UnboundedSender<Message>,
-    /// Where the peer is now; the lanes read it before each connection.
-    url: Arc<Mutex<String>>,
+    /// Where the peer is; the lanes read it before each connection.
+    address: Arc<Mutex<Address>>,
+}
+
+/// Where a peer listens, as far as this member knows.
+struct Address {
+    /// From the member table, as applied here: authoritative, but late on a member that is
+    /// behind on its log.
+    table: String,
+    /// What the peer said of itself when it last led (see [`PEER_URLS_HEADER`]): tried when
+    /// the table's address does not answer.
+    heard: Option<String>,
 }
 
 /// Where the lanes report what they learn about peers (the member, once it runs).
@@ -160,21 +170,28 @@ impl<H: Host> HttpTransport<H> {
         let _ = self.reporter.set(Box::new(report));
     }
 
-    /// A peer says where it listens now: a peer already known is moved there (see
-    /// [`PEER_URLS_HEADER`]); others are left to the member table.
+    /// A leading peer says where it listens: kept as the address to try when the table's does
+    /// not answer (a member behind on its log may not know yet that the leader moved). It never
+    /// replaces the table's: a process about to restart elsewhere still speaks of its old
+    /// address.
     fn learn_address(&self, id: u64, urls: &str) {
-        let urls: Vec<String> = urls
+        let Some(url) = urls
             .split(',')
-            .filter(|u| crate::config::Url::parse(u).is_ok())
-            .map(str::to_owned)
-            .collect();
-        let known = self
+            .find(|u| crate::config::Url::parse(u).is_ok())
+        else {
+            return;
+        };
+        if let Some(lanes) = self
             .peers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id);
-        if known && !urls.is_empty() && id != self.from {
-            self.connect_peer(id, &urls);
+            .get(&id)
+        {
+            lanes
+                .address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .heard = Some(url.to_owned());
         }
     }
 
@@ -191,17 +208,24 @@ impl<H: Host> HttpTransport<H> {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
         {
-            *lanes.url.lock().unwrap_or_else(|e| e.into_inner()) = url;
+            lanes
+                .address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .table = url;
             return;
         }
         let (messages, message_rx) = mpsc::unbounded_channel();
         let (snapshots, snapshot_rx) = mpsc::unbounded_channel();
-        let url = Arc::new(Mutex::new(url));
+        let address = Arc::new(Mutex::new(Address {
+            table: url,
+            heard: None,
+        }));
         let peer = Peer {
             host: self.host.clone(),
             advertised: Arc::clone(&self.advertised),
             id,
-            url: Arc::clone(&url),
+            address: Arc::clone(&address),
             from: self.from,
             cluster_id: self.cluster_id,
             reporter: Arc::clone(&self.reporter),
@@ -215,7 +239,7 @@ impl<H: Host> HttpTransport<H> {
             Lanes {
                 messages,
                 snapshots,
-                url,
+                address,
             },
         );
     }
@@ -355,7 +379,7 @@ struct Peer<H> {
     host: H,
     advertised: Arc<str>,
     id: u64,
-    url: Arc<Mutex<String>>,
+    address: Arc<Mutex<Address>>,
     from: u64,
     cluster_id: u64,
     reporter: Reporter,
@@ -390,6 +414,8 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceive
     // The connection, and the address it was made to.
     let mut sender: Option<(Sender, String)> = None;
     let mut backoff = Duration::from_millis(50);
+    // After a failure, the next attempt goes to the other address, if the peer has one.
+    let mut try_heard = false;
     while let Some(first) = rx.recv().await {
         // Sizes are taken here, off the raft loop, once: for the batch's limit and the stats.
         let mut bytes = peer.sized(&first);
@@ -404,7 +430,13 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceive
                 Err(_) => break,
             }
         }
-        let url = peer.url.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let url = {
+            let address = peer.address.lock().unwrap_or_else(|e| e.into_inner());
+            match &address.heard {
+                Some(heard) if try_heard => heard.clone(),
+                _ => address.table.clone(),
+            }
+        };
         let attempt = async {
             if sender
                 .as_ref()
@@ -460,6 +492,7 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceive
             Err(_) => {
                 peer.stats.failed(peer.id);
                 peer.report(PeerReport::Unreachable(peer.id));
+                try_heard = !try_heard;
                 for _ in 0..snapshots {
                     peer.report(PeerReport::SnapshotFailed(peer.id));
                 }
