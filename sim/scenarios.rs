@@ -168,6 +168,59 @@ fn a_member_that_fell_behind_catches_up_by_snapshot() {
     });
 }
 
+/// A snapshot that breaks in transit is sent again: the transport must tell raft it failed,
+/// or raft waits for it for ever and the member never catches up.
+#[test]
+fn a_snapshot_that_breaks_in_transit_is_sent_again() {
+    use crate::cluster::Cluster;
+    use etcd::request::Op;
+
+    for seed in 1..=3 {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async {
+            let options = Options {
+                members: 3,
+                unsafe_skip_fsync: false,
+                snapshot_count: 40,
+                strict_reconfig_check: true,
+            };
+            let cluster = Cluster::start(&options);
+            cluster
+                .settle(Duration::from_secs(30))
+                .await
+                .expect("a leader is elected");
+            let lagging = cluster.ids()[2];
+            cluster.kill(lagging);
+            let leader = loop {
+                if let Some(leader) = cluster.leader().and_then(|id| cluster.member(id)) {
+                    break leader;
+                }
+                madsim::time::sleep(Duration::from_millis(100)).await;
+            };
+            for i in 0..300 {
+                let op = Op::Set {
+                    key: format!("/big/{i}"),
+                    value: Some("v".repeat(100)),
+                    ttl: None,
+                    refresh: false,
+                };
+                leader.write(op).await.expect("two of three members write");
+            }
+            // Every snapshot sent to it breaks in the middle, for a while.
+            cluster.reset_connections_after(lagging, 4_000);
+            cluster.restart(lagging);
+            madsim::time::sleep(Duration::from_secs(3)).await;
+            cluster.reset_connections_after(lagging, 0);
+            cluster
+                .settle(Duration::from_secs(30))
+                .await
+                .expect("the member catches up once snapshots get through");
+            let caught_up = cluster.member(lagging).expect("it runs");
+            assert!(caught_up.status().snapshots_installed >= 1);
+        });
+    }
+}
+
 /// Seeds of the three-member scenario that once found a bug, kept so it stays fixed:
 /// - 1291: the leader's snapshot to a lagging follower was lost; raft-rs waited forever to
 ///   hear how it went and the follower never caught up.

@@ -691,6 +691,42 @@ impl<H: Host> Inbound<H> {
 mod tests {
     use super::*;
 
+    /// The lane's contract with raft: a snapshot that cannot be delivered is reported failed
+    /// (and the peer unreachable), or raft may wait for it.
+    #[tokio::test]
+    async fn a_snapshot_that_cannot_be_delivered_is_reported_failed() {
+        use crate::runtime::{Host, TokioHost};
+        let host = TokioHost::new();
+        // A port nothing listens on: bound, then closed.
+        let closed = host.listen("127.0.0.1:0").await.expect("binds");
+        let address = closed.local_addr().expect("an address");
+        drop(closed);
+        let transport = HttpTransport::new(host, 1, 7, &["http://127.0.0.1:1".into()]);
+        let clock = TokioHost::new();
+        let (reports, mut heard) = mpsc::unbounded_channel();
+        transport.set_reporter(move |report| {
+            let _ = reports.send(report);
+        });
+        transport.connect_peer(2, &[format!("http://{address}")]);
+        let mut snapshot = Message::default();
+        snapshot.set_msg_type(MessageType::MsgSnapshot);
+        snapshot.set_to(2);
+        transport.send(snapshot);
+        let mut seen = Vec::new();
+        let waited = crate::runtime::timeout(&clock, Duration::from_secs(5), async {
+            while !seen.contains(&PeerReport::SnapshotFailed(2)) {
+                match heard.recv().await {
+                    Some(report) => seen.push(report),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "no SnapshotFailed report; heard {seen:?}");
+        assert!(seen.contains(&PeerReport::Unreachable(2)), "{seen:?}");
+        assert!(!seen.contains(&PeerReport::SnapshotSent(2)), "{seen:?}");
+    }
+
     #[test]
     fn batches_round_trip() {
         let mut a = Message::default();
