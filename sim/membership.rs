@@ -318,7 +318,8 @@ fn strict_reconfiguration_never_leaves_started_members_below_quorum() {
         t.started += tally.started;
         t.crashes += tally.crashes;
         t.tables_checked += tally.tables_checked;
-    });
+    })
+    .unwrap_or_else(|failed| panic!("{failed}"));
     let t = total.into_inner().unwrap();
     eprintln!("{name}: {t:?}");
     // With the default seeds every kind of step happened; a single replayed seed may not.

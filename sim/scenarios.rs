@@ -33,7 +33,7 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
     let wall = std::time::Instant::now();
     let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
     let kinds = Mutex::new(std::collections::BTreeMap::<String, usize>::new());
-    for_each_seed(name, 100, |seed| {
+    let outcome = for_each_seed(name, 100, |seed| {
         let report = must_pass(seed_base + seed, plan);
         let mut t = totals.lock().unwrap();
         t.0 += 1;
@@ -61,6 +61,7 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
         simulated.as_secs_f64() / wall.as_secs_f64(),
         kinds.join(", ")
     );
+    outcome.unwrap_or_else(|failed| panic!("{failed}"));
 }
 
 #[test]

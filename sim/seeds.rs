@@ -1,16 +1,25 @@
 //! Which seeds a simulation runs, and how a failure tells you to replay it.
 //!
 //! `SIM_SEED=<n>` runs exactly that seed; `SIM_RUNS=<k>` runs k seeds (the default is fixed so
-//! CI is repeatable); a failing seed panics with the one command that replays it.
+//! CI is repeatable), from `SIM_FIRST` (1 unless set); a failing seed panics with the one
+//! command that replays it. With `SIM_KEEP_GOING=1` (soaks) every seed runs and the failures
+//! are listed together at the end.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-pub fn for_each_seed(test: &str, default_runs: u64, run: impl Fn(u64)) {
+/// Runs the seeds; `Err` lists the seeds that failed (only with `SIM_KEEP_GOING`: otherwise
+/// the first failure panics at once).
+pub fn for_each_seed(test: &str, default_runs: u64, run: impl Fn(u64)) -> Result<(), String> {
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let seeds: Vec<u64> = match env("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (1..=env("SIM_RUNS").unwrap_or(default_runs)).collect(),
+        None => {
+            let first = env("SIM_FIRST").unwrap_or(1);
+            (first..first + env("SIM_RUNS").unwrap_or(default_runs)).collect()
+        }
     };
+    let keep_going = std::env::var_os("SIM_KEEP_GOING").is_some();
+    let mut failures = Vec::new();
     for seed in seeds {
         if let Err(cause) = catch_unwind(AssertUnwindSafe(|| run(seed))) {
             let why = cause
@@ -18,9 +27,19 @@ pub fn for_each_seed(test: &str, default_runs: u64, run: impl Fn(u64)) {
                 .cloned()
                 .or_else(|| cause.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            panic!(
+            let failure = format!(
                 "seed {seed} failed: {why}\nreplay with: SIM_SEED={seed} cargo test --features sim --test sim {test}"
             );
+            if !keep_going {
+                panic!("{failure}");
+            }
+            eprintln!("{failure}");
+            failures.push(seed);
         }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} seeds failed: {failures:?}", failures.len()))
     }
 }

@@ -177,7 +177,8 @@ fn members_applying_the_same_log_end_equal() {
         let (trace_b, state_b) = apply(&entries);
         assert_eq!(trace_a, trace_b, "same log, different answers");
         assert!(state_a == state_b, "same log, different stores");
-    });
+    })
+    .unwrap_or_else(|failed| panic!("{failed}"));
 }
 
 #[test]
@@ -207,7 +208,8 @@ fn a_member_restored_from_a_snapshot_continues_like_the_others() {
                 "stores differ after the cut at {cut}"
             );
         },
-    );
+    )
+    .unwrap_or_else(|failed| panic!("{failed}"));
 }
 
 #[test]

@@ -109,8 +109,8 @@ struct Address {
     /// From the member table, as applied here: authoritative, but late on a member that is
     /// behind on its log.
     table: String,
-    /// What the peer said of itself when it last led (see [`PEER_URLS_HEADER`]): tried when
-    /// the table's address does not answer.
+    /// What the peer last said of itself (see [`PEER_URLS_HEADER`]): tried when the table's
+    /// address does not answer.
     heard: Option<String>,
 }
 
@@ -170,8 +170,8 @@ impl<H: Host> HttpTransport<H> {
         let _ = self.reporter.set(Box::new(report));
     }
 
-    /// A leading peer says where it listens: kept as the address to try when the table's does
-    /// not answer (a member behind on its log may not know yet that the leader moved). It never
+    /// A peer says where it listens: kept as the address to try when the table's does not
+    /// answer (a member behind on its log may not know yet that a peer moved). It never
     /// replaces the table's: a process about to restart elsewhere still speaks of its old
     /// address.
     fn learn_address(&self, id: u64, urls: &str) {
@@ -641,19 +641,7 @@ impl<H: Host> Inbound<H> {
         };
         match decode(lane, &body) {
             Ok(messages) => {
-                // Only a leader sends these: a member behind on its log learns where the leader
-                // moved from the leader itself (the leader's table is current; a follower's
-                // may not be, and neither may its idea of where it is).
-                let from_leader = messages.iter().any(|m| {
-                    matches!(
-                        m.get_msg_type(),
-                        MessageType::MsgAppend
-                            | MessageType::MsgHeartbeat
-                            | MessageType::MsgSnapshot
-                    )
-                });
-                if let (Some(from), Some(urls), true) = (sender, peer_urls.as_deref(), from_leader)
-                {
+                if let (Some(from), Some(urls)) = (sender, peer_urls.as_deref()) {
                     self.transport.learn_address(from, urls);
                 }
                 // A peer with this member's URL but another's id (swapped URLs) must not be
