@@ -198,10 +198,14 @@ impl Cluster {
 
     /// Starts machine `n` ([`peer_url`]`(n)`) as the member the cluster admitted as `id`.
     pub fn join_as(&self, n: u64, id: u64) {
-        let mut initial: Vec<(String, String)> = lock(&self.registry)
-            .machines
-            .values()
-            .map(|m| (name(m.n), peer_url(m.n)))
+        // As an operator writes it: the members as they are now, where they listen now.
+        let mut initial: Vec<(String, String)> = self
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let n = self.machine(id).n;
+                (name(n), self.peer_url_at(id, self.peer_port(id)))
+            })
             .collect();
         initial.push((name(n), peer_url(n)));
         let config = self.config(n, &initial, false);

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode};
+use crate::membership::MembershipError;
 use crate::state::State;
 use crate::store::{expiry_after, Condition, Content, Event, TtlOptions};
 use crate::timestamp::Timestamp;
@@ -100,9 +101,38 @@ fn content(value: &Option<String>) -> Content<'_> {
     }
 }
 
-/// Applies one proposal to the replicated state. `Sync` answers with the last expiry, if any;
-/// `Publish` with nothing (no client waits for it).
-pub fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
+/// What applying one proposal did.
+// Returned once per entry and never kept: boxing the event would cost every write an
+// allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Applied {
+    /// A change to the keyspace: its event, or why it was refused.
+    Keys(Result<Event, Error>),
+    /// A change to the member table (a re-address or a publish).
+    Members(Result<(), MembershipError>),
+}
+
+/// Applies one proposal to the replicated state. `Sync` answers with the last expiry, if any.
+pub fn apply(state: &mut State, proposal: &Proposal) -> Applied {
+    match &proposal.op {
+        Op::UpdatePeerUrls { id, peer_urls } => {
+            Applied::Members(state.members.update_peer_urls(*id, peer_urls.clone()))
+        }
+        Op::Publish {
+            id,
+            name,
+            client_urls,
+        } => Applied::Members(
+            state
+                .members
+                .publish(*id, name.clone(), client_urls.clone()),
+        ),
+        _ => Applied::Keys(apply_to_keys(state, proposal)),
+    }
+}
+
+fn apply_to_keys(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
     let now = proposal.time;
     let store = &mut state.store;
     let ttl = |secs: &Option<u64>, refresh: bool| TtlOptions {
@@ -160,28 +190,8 @@ pub fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
             .expire(now)
             .pop()
             .ok_or_else(|| Error::new(ErrorCode::KeyNotFound, "nothing expired", store.index())),
-        Op::UpdatePeerUrls { id, peer_urls } => {
-            let index = state.store.index();
-            Err(
-                match state.members.update_peer_urls(*id, peer_urls.clone()) {
-                    Ok(()) => Error::new(ErrorCode::RaftInternal, "updated", index),
-                    Err(e) => Error::new(ErrorCode::RaftInternal, e.to_string(), index),
-                },
-            )
-        }
-        Op::Publish {
-            id,
-            name,
-            client_urls,
-        } => {
-            let published = state
-                .members
-                .publish(*id, name.clone(), client_urls.clone());
-            let index = state.store.index();
-            Err(match published {
-                Ok(()) => Error::new(ErrorCode::RaftInternal, "published", index),
-                Err(e) => Error::new(ErrorCode::RaftInternal, e.to_string(), index),
-            })
+        Op::UpdatePeerUrls { .. } | Op::Publish { .. } => {
+            unreachable!("member table changes are applied by `apply`")
         }
     }
 }
@@ -189,6 +199,14 @@ pub fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keyspace's answer to a proposal that changes it.
+    fn apply(state: &mut State, proposal: &Proposal) -> Result<Event, Error> {
+        match super::apply(state, proposal) {
+            Applied::Keys(result) => result,
+            Applied::Members(result) => panic!("a member table change: {result:?}"),
+        }
+    }
 
     fn proposal(op: Op, secs: i64) -> Proposal {
         Proposal {
@@ -346,7 +364,11 @@ mod tests {
             name: "five".into(),
             client_urls: vec!["http://a:2379".into()],
         };
-        let _ = apply(&mut state, &proposal(op, 0));
+        let applied = super::apply(&mut state, &proposal(op, 0));
+        assert!(
+            matches!(applied, Applied::Members(Ok(()))),
+            "a publish succeeds as a member table change, not as an error: {applied:?}"
+        );
         let published = state.members.get(5).unwrap();
         assert_eq!(
             (published.name.as_str(), published.client_urls.len()),

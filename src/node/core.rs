@@ -22,7 +22,7 @@ use super::{stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared
 use crate::error::Error;
 use crate::membership::MembershipError;
 use crate::membership::{Member, Membership};
-use crate::request::{self, Op, Proposal};
+use crate::request::{self, Applied, Op, Proposal};
 use crate::runtime::{Runtime, Transport};
 use crate::snap::{SnapError, Snapshotter};
 use crate::state::State;
@@ -767,28 +767,28 @@ impl<R: Runtime> Core<R> {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => match Proposal::decode(&entry.data) {
-                    Ok(Proposal {
-                        id: request,
-                        op: Op::UpdatePeerUrls { id, peer_urls },
-                        ..
-                    }) => {
-                        let result = store.members.update_peer_urls(id, peer_urls.clone());
-                        if result.is_ok() {
-                            self.rt.net().add_peer(id, &peer_urls);
-                        }
-                        if let Some(waiter) = self.member_waiters.remove(&request) {
-                            let _ = waiter.send(result);
-                        }
-                    }
                     Ok(proposal) => {
                         if let (Some(key), Op::Set { key: written, .. }) =
                             (&self.config.panic_on_key, &proposal.op)
                         {
                             assert!(key != written, "fault point: a write to {key}");
                         }
-                        let result = request::apply(&mut store, &proposal);
-                        if let Some(waiter) = self.waiters.remove(&proposal.id) {
-                            let _ = waiter.send(result);
+                        match request::apply(&mut store, &proposal) {
+                            Applied::Keys(result) => {
+                                if let Some(waiter) = self.waiters.remove(&proposal.id) {
+                                    let _ = waiter.send(result);
+                                }
+                            }
+                            Applied::Members(result) => {
+                                if let (Ok(()), Op::UpdatePeerUrls { id, peer_urls }) =
+                                    (&result, &proposal.op)
+                                {
+                                    self.rt.net().add_peer(*id, peer_urls);
+                                }
+                                if let Some(waiter) = self.member_waiters.remove(&proposal.id) {
+                                    let _ = waiter.send(result);
+                                }
+                            }
                         }
                     }
                     // No member writes such an entry (every proposal is encoded by

@@ -68,6 +68,12 @@ const CONCURRENT_SNAPSHOT_BODIES: usize = 1;
 const SNAPSHOT_STALL: Duration = Duration::from_secs(10);
 const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(600);
 
+/// Messages waiting to go to one peer; beyond it they are dropped (see `HttpTransport::send`).
+/// etcd's stream buffer holds as many.
+const LANE_MESSAGES: usize = 4096;
+/// Snapshots waiting to go to one peer (raft sends one at a time).
+const LANE_SNAPSHOTS: usize = 2;
+
 /// The two kinds of peer request, each with its own path and limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
@@ -98,8 +104,8 @@ impl Lane {
 }
 
 struct Lanes {
-    messages: mpsc::UnboundedSender<Message>,
-    snapshots: mpsc::UnboundedSender<Message>,
+    messages: mpsc::Sender<Message>,
+    snapshots: mpsc::Sender<Message>,
     /// Where the peer is; the lanes read it before each connection.
     address: Arc<Mutex<Address>>,
 }
@@ -215,8 +221,8 @@ impl<H: Host> HttpTransport<H> {
                 .table = url;
             return;
         }
-        let (messages, message_rx) = mpsc::unbounded_channel();
-        let (snapshots, snapshot_rx) = mpsc::unbounded_channel();
+        let (messages, message_rx) = mpsc::channel(LANE_MESSAGES);
+        let (snapshots, snapshot_rx) = mpsc::channel(LANE_SNAPSHOTS);
         let address = Arc::new(Mutex::new(Address {
             table: url,
             heard: None,
@@ -252,15 +258,37 @@ impl<H: Host> Transport for HttpTransport<H> {
         }
     }
 
+    /// Queues a message on its peer's lane. A lane that is full (its peer is slow or away)
+    /// drops the message and says the peer is unreachable, as etcd's transport does; raft
+    /// sends again, and a dropped snapshot is reported failed so that raft does not wait for
+    /// it.
     fn send(&self, message: Message) {
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(lanes) = peers.get(&message.to) {
-            let lane = if message.get_msg_type() == MessageType::MsgSnapshot {
+        let (to, snapshot) = (
+            message.to,
+            message.get_msg_type() == MessageType::MsgSnapshot,
+        );
+        let full = {
+            let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(lanes) = peers.get(&to) else {
+                return;
+            };
+            let lane = if snapshot {
                 &lanes.snapshots
             } else {
                 &lanes.messages
             };
-            let _ = lane.send(message);
+            matches!(
+                lane.try_send(message),
+                Err(mpsc::error::TrySendError::Full(_))
+            )
+        };
+        if full {
+            if let Some(reporter) = self.reporter.get() {
+                reporter(PeerReport::Unreachable(to));
+                if snapshot {
+                    reporter(PeerReport::SnapshotFailed(to));
+                }
+            }
         }
     }
 }
@@ -403,7 +431,7 @@ impl<H: Host> Peer<H> {
     }
 }
 
-async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message>) {
     let limit = match kind {
         Lane::Messages => Duration::from_secs(5),
         Lane::Snapshots => Duration::from_secs(120),
@@ -678,6 +706,32 @@ impl<H: Host> Inbound<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's lane is bounded: past it messages are dropped and the peer reported
+    /// unreachable, instead of piling up in memory while the peer is away.
+    #[tokio::test]
+    async fn a_full_lane_drops_and_reports_the_peer_unreachable() {
+        use crate::runtime::TokioHost;
+        let transport = HttpTransport::new(TokioHost::new(), 1, 7, &["http://127.0.0.1:1".into()]);
+        let (reports, mut heard) = mpsc::unbounded_channel();
+        transport.set_reporter(move |report| {
+            let _ = reports.send(report);
+        });
+        transport.connect_peer(2, &["http://127.0.0.1:9".into()]);
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        heartbeat.set_to(2);
+        // The lane cannot run until this test yields: it takes nothing from its queue.
+        for _ in 0..LANE_MESSAGES {
+            transport.send(heartbeat.clone());
+        }
+        assert!(
+            heard.try_recv().is_err(),
+            "nothing is dropped while there is room"
+        );
+        transport.send(heartbeat);
+        assert_eq!(heard.try_recv(), Ok(PeerReport::Unreachable(2)));
+    }
 
     /// The lane's contract with raft: a snapshot that cannot be delivered is reported failed
     /// (and the peer unreachable), or raft may wait for it.
