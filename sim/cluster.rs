@@ -108,6 +108,26 @@ impl Cluster {
         cluster
     }
 
+    /// Starts the members and waits until they have elected a leader.
+    pub async fn start_settled(options: &Options) -> Cluster {
+        let cluster = Cluster::start(options);
+        cluster
+            .settle(Duration::from_secs(30))
+            .await
+            .expect("a leader is elected");
+        cluster
+    }
+
+    /// The running leader, once there is one.
+    pub async fn leading_member(&self) -> Member {
+        loop {
+            if let Some(leader) = self.leader().and_then(|id| self.member(id)) {
+                return leader;
+            }
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The member's configuration, from etcd's own flags.
     fn config(&self, n: u64, initial: &[(String, String)], new: bool) -> Config {
         let cluster = initial

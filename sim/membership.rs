@@ -52,11 +52,7 @@ fn run(seed: u64) -> Tally {
             snapshot_count: 50,
             strict_reconfig_check: true,
         };
-        let cluster = Cluster::start(&options);
-        cluster
-            .settle(Duration::from_secs(30))
-            .await
-            .expect("a leader is elected");
+        let cluster = Cluster::start_settled(&options).await;
 
         // Members whose node runs and has not been removed: the ones the driver talks to and
         // the checker reads.
@@ -349,11 +345,7 @@ fn the_survivor_of_a_leader_removing_itself_takes_over() {
                 snapshot_count: 1_000,
                 strict_reconfig_check: true,
             };
-            let cluster = Cluster::start(&options);
-            cluster
-                .settle(Duration::from_secs(30))
-                .await
-                .expect("a leader is elected");
+            let cluster = Cluster::start_settled(&options).await;
             let leader_id = cluster.leader().expect("a leader");
             let survivor_id = cluster
                 .ids()

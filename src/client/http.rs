@@ -81,7 +81,10 @@ pub(super) async fn send<H: Host>(
         .body(Full::new(payload))
         .map_err(|e| Failure::NotSent(format!("{endpoint}: {e}")))?;
 
-    let response = sender.send_request(request);
+    // `try_send_request` gives the request back when it never reached the connection (a
+    // member that closes the connection at once, at its connection limit): that one was not
+    // sent, and may go elsewhere.
+    let response = sender.try_send_request(request);
     let response = match header_timeout {
         Some(limit) => match timeout(host, limit, response).await {
             Err(()) => {
@@ -93,7 +96,14 @@ pub(super) async fn send<H: Host>(
         },
         None => response.await,
     }
-    .map_err(|e| Failure::Unknown(format!("{endpoint}: {e}")))?;
+    .map_err(|e| {
+        let why = format!("{endpoint}: {}", e.error());
+        if e.message().is_some() {
+            Failure::NotSent(why)
+        } else {
+            Failure::Unknown(why)
+        }
+    })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response

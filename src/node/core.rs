@@ -17,6 +17,7 @@ use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::admission;
+use super::durable::Durable;
 use super::raft_storage::RaftStorage;
 use super::{stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status};
 use crate::error::Error;
@@ -84,6 +85,8 @@ pub(super) struct Core<R: Runtime> {
     shared: Arc<Shared>,
     inbox: Option<mpsc::Receiver<Message>>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// What is synced to disk: no message sent may vouch for more (see `durable`).
+    durable: Durable,
     /// The election timeout last drawn, and the (term, role, leader) it was drawn for (see
     /// `redraw_election_timeout`).
     election_timeout: usize,
@@ -204,7 +207,7 @@ impl<R: Runtime> Core<R> {
         let mut hard_state = recovered.hard_state;
         hard_state.term = hard_state.term.max(meta.term);
         hard_state.commit = hard_state.commit.clamp(meta.index, last_index);
-        storage.mem.wl().set_hardstate(hard_state);
+        storage.mem.wl().set_hardstate(hard_state.clone());
         storage.set_latest(snapshot);
 
         let ticks = config.election_ticks.max(2);
@@ -244,6 +247,11 @@ impl<R: Runtime> Core<R> {
             commands,
             election_timeout: 0,
             election_epoch: (0, 0, 0),
+            durable: Durable {
+                term: hard_state.term,
+                vote: hard_state.vote,
+                last_index,
+            },
             waiters: BTreeMap::new(),
             unproposed: Vec::new(),
             reads: BTreeMap::new(),
@@ -681,10 +689,18 @@ impl<R: Runtime> Core<R> {
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
-        // Applied once this Ready's entries are persisted and raft has been told (below): a
-        // leader that applies its own removal is no longer in its own progress table, and
-        // raft-rs unwraps that entry when it hears its new entries were persisted.
-        let committed = ready.take_committed_entries();
+        // Committed entries are applied at once, before this Ready's own entries are synced, so
+        // that clients hear back without waiting for that fsync. A membership change is the
+        // exception: a leader that applies its own removal is no longer in its own progress
+        // table, and raft-rs unwraps that entry when it hears its new entries were persisted,
+        // so those wait until raft has been told (below).
+        let mut committed = ready.take_committed_entries();
+        if !committed
+            .iter()
+            .any(|e| e.get_entry_type() != EntryType::EntryNormal)
+        {
+            self.apply(std::mem::take(&mut committed))?;
+        }
         for read in ready.take_read_states() {
             let id = read
                 .request_ctx
@@ -713,6 +729,8 @@ impl<R: Runtime> Core<R> {
             if let Some(hs) = ready.hs() {
                 log.set_hardstate(hs.clone());
             }
+            drop(log);
+            self.note_durable();
         }
         self.send(ready.take_persisted_messages());
 
@@ -746,8 +764,36 @@ impl<R: Runtime> Core<R> {
         Ok(())
     }
 
+    /// Takes what the log has synced as durable (with --unsafe-no-fsync, what it has written:
+    /// as durable as it will ever be), for `send`'s check. The log says, not this loop, so
+    /// that a sync skipped or moved here shows.
+    fn note_durable(&mut self) {
+        let (hs, last_index) = if self.config.unsafe_skip_fsync {
+            (
+                self.storage.mem.rl().hard_state().clone(),
+                self.wal.last_index(),
+            )
+        } else {
+            let (hs, last_index) = self.wal.synced();
+            (hs.clone(), last_index)
+        };
+        self.durable.term = hs.term;
+        self.durable.vote = hs.vote;
+        self.durable.last_index = last_index;
+    }
+
+    /// Sends messages, none of which may vouch for state not yet synced: a broken promise is
+    /// a bug in this loop, so it panics in tests and the simulator; a release build drops the
+    /// message and says so (raft sends again once the state is synced).
     fn send(&self, messages: Vec<Message>) {
         for message in messages {
+            if let Some(broken) = self.durable.vouches_beyond(&message) {
+                if cfg!(debug_assertions) {
+                    panic!("member {}: {broken}", self.config.id);
+                }
+                eprintln!("etcd: not sent, a bug: {broken}");
+                continue;
+            }
             self.rt.net().send(message);
         }
     }
@@ -931,6 +977,7 @@ impl<R: Runtime> Core<R> {
             .apply_snapshot(snapshot.clone())
             .map_err(|e| e.to_string())?;
         self.storage.set_latest(snapshot);
+        self.note_durable();
         let mut current = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
         let mut state = state;
         // The tree and history are the leader's now; the clients watching here stay.

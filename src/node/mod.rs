@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod core;
+mod durable;
 mod raft_storage;
 
 use std::path::PathBuf;

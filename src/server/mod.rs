@@ -348,8 +348,12 @@ async fn join_cluster<H: Host>(
     let mut failure =
         "--initial-cluster-state existing: no other member in --initial-cluster answered"
             .to_owned();
+    let give_up = host.elapsed() + JOIN_DEADLINE;
     for round in 0..JOIN_ROUNDS {
         if round > 0 {
+            if host.elapsed() >= give_up {
+                break;
+            }
             host.sleep(Duration::from_secs(1)).await;
         }
         for url in &peers {
@@ -375,8 +379,10 @@ async fn join_cluster<H: Host>(
     Err(failure)
 }
 
-/// Rounds of asking every peer before a joining member gives up.
+/// Rounds of asking every peer before a joining member gives up, and how long it may keep
+/// starting new rounds.
 const JOIN_ROUNDS: usize = 5;
+const JOIN_DEADLINE: Duration = Duration::from_secs(15);
 
 async fn fetch_members<H: Host>(host: &H, peer_url: &str) -> Result<(u64, Vec<Member>), String> {
     use http_body_util::BodyExt;

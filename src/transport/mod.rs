@@ -187,18 +187,21 @@ impl<H: Host> HttpTransport<H> {
         else {
             return;
         };
-        if let Some(lanes) = self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            lanes
-                .address
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .heard = Some(url.to_owned());
-        }
+        self.update_address(id, |address| {
+            if address.heard.as_deref() != Some(url) {
+                address.heard = Some(url.to_owned());
+            }
+        });
+    }
+
+    /// Changes a known peer's address; `false` when the peer is not known.
+    fn update_address(&self, id: u64, change: impl FnOnce(&mut Address)) -> bool {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(lanes) = peers.get(&id) else {
+            return false;
+        };
+        change(&mut lanes.address.lock().unwrap_or_else(|e| e.into_inner()));
+        true
     }
 
     /// Starts sending to a peer at the first of its URLs, or, for a peer already known, moves
@@ -208,17 +211,7 @@ impl<H: Host> HttpTransport<H> {
         let Some(url) = urls.first().cloned() else {
             return;
         };
-        if let Some(lanes) = self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            lanes
-                .address
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .table = url;
+        if self.update_address(id, |address| address.table = url.clone()) {
             return;
         }
         let (messages, message_rx) = mpsc::channel(LANE_MESSAGES);
@@ -669,12 +662,19 @@ impl<H: Host> Inbound<H> {
         };
         match decode(lane, &body) {
             Ok(messages) => {
-                if let (Some(from), Some(urls)) = (sender, peer_urls.as_deref()) {
-                    self.transport.learn_address(from, urls);
+                // A batch for another member reached this one: the sender has a wrong address
+                // for its peer (swapped URLs, or a stale fallback now taken by someone else).
+                // Refused, so that its lane fails and tries elsewhere; never stepped here.
+                if messages.iter().any(|m| m.to != self.member_id) {
+                    return text_response(StatusCode::PRECONDITION_FAILED, "to field mismatch\n");
                 }
-                // A peer with this member's URL but another's id (swapped URLs) must not be
-                // stepped here.
-                for message in messages.into_iter().filter(|m| m.to == self.member_id) {
+                let from_sender = |id: u64| messages.iter().all(|m| m.from == id);
+                if let (Some(from), Some(urls)) = (sender, peer_urls.as_deref()) {
+                    if from_sender(from) {
+                        self.transport.learn_address(from, urls);
+                    }
+                }
+                for message in messages {
                     self.deliver(message);
                 }
                 let mut response = Response::new(full(Bytes::new()));

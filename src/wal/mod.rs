@@ -158,6 +158,8 @@ pub struct Wal<D: Disk> {
     chain: u32,
     last_index: u64,
     hard_state: HardState,
+    /// The hard state and last index as of the last completed sync: what a crash keeps.
+    synced: (HardState, u64),
     broken: bool,
 }
 
@@ -528,6 +530,7 @@ impl<D: Disk> Wal<D> {
         }
         let mut wal = Wal::empty(disk, dir, segment_bytes);
         wal.last_index = first_index.saturating_sub(1);
+        wal.synced.1 = wal.last_index;
         // Written aside and renamed once durable, so that a first segment found empty was
         // emptied after it was written: unlike a later one, it has no predecessor to say so.
         let path = dir.join(segment_name(0, first_index));
@@ -551,6 +554,7 @@ impl<D: Disk> Wal<D> {
             chain: 0,
             last_index: 0,
             hard_state: HardState::default(),
+            synced: (HardState::default(), 0),
             broken: false,
         }
     }
@@ -657,6 +661,8 @@ impl<D: Disk> Wal<D> {
         wal.chain = ending.chain;
         wal.last_index = replay.log_end;
         wal.hard_state = replay.recovered.hard_state.clone();
+        // What was read back survived whatever came before: as good as synced.
+        wal.synced = (wal.hard_state.clone(), wal.last_index);
         if unborn {
             wal.check_unborn(&segments[last], &ending)?;
         }
@@ -755,7 +761,14 @@ impl<D: Disk> Wal<D> {
     pub async fn sync(&mut self) -> Result<(), WalError> {
         self.check()?;
         let result = self.disk.sync(&self.tail).await;
-        self.fail_on_error(result)
+        self.fail_on_error(result)?;
+        self.synced = (self.hard_state.clone(), self.last_index);
+        Ok(())
+    }
+
+    /// The hard state and last index as of the last completed sync: what a crash would keep.
+    pub fn synced(&self) -> (&HardState, u64) {
+        (&self.synced.0, self.synced.1)
     }
 
     /// Removes segments holding only entries at or below `index` (never the newest segment).
