@@ -151,7 +151,10 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
     }
     let failed = cluster.failed_starts();
     if !failed.is_empty() {
-        return Err(format!("members could not start: {failed:?}"));
+        return Err(format!(
+            "members could not start: {failed:?}\nfaults: {:#?}",
+            log.lock().unwrap()
+        ));
     }
     let mut problems = violations.lock().unwrap().clone();
     problems.extend(

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::timestamp::Timestamp;
 
 pub use fs_disk::{create_private_dir, FsDisk, PRIVATE_DIR, PRIVATE_FILE};
-pub use sim_disk::SimDisk;
+pub use sim_disk::{Delay, DiskOp, SimDisk};
 pub use tokio_rt::{NoPeers, TokioHost, TokioRuntime};
 
 /// What a process gets from the machine: clocks, timers, tasks, randomness and sockets.

@@ -9,8 +9,11 @@
 //! written bytes are stored, the rest reads as zeros.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Disk;
@@ -30,6 +33,35 @@ struct State {
     failing: bool,
     syncs: u64,
     refused: u64,
+    latency: Latency,
+}
+
+/// What kind of work a disk operation is, for a latency model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskOp {
+    /// Reading a file or a directory.
+    Read,
+    /// Writing into the page cache (not durable).
+    Write,
+    /// Anything that waits for the platter: sync, atomic writes, renames, removals.
+    Sync,
+}
+
+/// A wait before an operation takes effect, on the caller's clock.
+pub type Delay = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How long operations take: none when unset, so the disk answers at once.
+#[derive(Clone, Default)]
+struct Latency(Option<Arc<dyn Fn(DiskOp) -> Option<Delay> + Send + Sync>>);
+
+impl fmt::Debug for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Latency(model)"
+        } else {
+            "Latency(none)"
+        })
+    }
 }
 
 /// A file's content: `bytes`, then zeros up to `len`.
@@ -180,6 +212,7 @@ impl SimDisk {
                 failing: state.failing,
                 syncs: state.syncs,
                 refused: state.refused,
+                latency: state.latency.clone(),
             })),
         }
     }
@@ -256,6 +289,22 @@ impl SimDisk {
         }
     }
 
+    /// Makes every operation wait for what `model` says first (the simulator's clock): an
+    /// operation takes effect only when its wait ends, so a crash during it finds it not done.
+    pub fn set_latency(&self, model: impl Fn(DiskOp) -> Option<Delay> + Send + Sync + 'static) {
+        self.state().latency = Latency(Some(Arc::new(model)));
+    }
+
+    async fn wait(&self, op: DiskOp) {
+        let delay = {
+            let state = self.state();
+            state.latency.0.as_ref().and_then(|model| model(op))
+        };
+        if let Some(delay) = delay {
+            delay.await;
+        }
+    }
+
     /// A file's length as reads see it.
     pub fn len(&self, path: &Path) -> Option<usize> {
         self.state().files.get(path).map(|f| index(f.now.len))
@@ -264,6 +313,7 @@ impl SimDisk {
 
 impl Disk for SimDisk {
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         for ancestor in dir.ancestors() {
             state.dirs.insert(ancestor.to_path_buf());
@@ -272,6 +322,7 @@ impl Disk for SimDisk {
     }
 
     async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.wait(DiskOp::Read).await;
         let state = self.writable()?;
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
@@ -285,6 +336,7 @@ impl Disk for SimDisk {
     }
 
     async fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.wait(DiskOp::Read).await;
         let state = self.writable()?;
         state
             .files
@@ -294,6 +346,7 @@ impl Disk for SimDisk {
     }
 
     async fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.wait(DiskOp::Write).await;
         let mut state = self.writable()?;
         let file = state.files.entry(path.to_path_buf()).or_default();
         file.write(offset, data);
@@ -301,6 +354,7 @@ impl Disk for SimDisk {
     }
 
     async fn allocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.wait(DiskOp::Write).await;
         let mut state = self.writable()?;
         let file = state.files.entry(path.to_path_buf()).or_default();
         if file.now.len < len {
@@ -310,6 +364,7 @@ impl Disk for SimDisk {
     }
 
     async fn sync(&self, path: &Path) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         state.syncs += 1;
         let file = state.files.get_mut(path).ok_or_else(|| not_found(path))?;
@@ -318,6 +373,7 @@ impl Disk for SimDisk {
     }
 
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         state.syncs += 1;
         let mut file = File::default();
@@ -328,6 +384,7 @@ impl Disk for SimDisk {
     }
 
     async fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         let file = state.files.get_mut(path).ok_or_else(|| not_found(path))?;
         file.now.set_len(len);
@@ -337,6 +394,7 @@ impl Disk for SimDisk {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
         state.files.insert(to.to_path_buf(), file);
@@ -344,6 +402,7 @@ impl Disk for SimDisk {
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
+        self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
         state.files.remove(path).ok_or_else(|| not_found(path))?;
         Ok(())
