@@ -179,7 +179,7 @@ impl<H: Host> HttpTransport<H> {
     /// A peer says where it listens: kept as the address to try when the table's does not
     /// answer (a member behind on its log may not know yet that a peer moved). It never
     /// replaces the table's: a process about to restart elsewhere still speaks of its old
-    /// address.
+    /// address. A peer not known at all is reached there until the table says otherwise.
     fn learn_address(&self, id: u64, urls: &str) {
         let Some(url) = urls
             .split(',')
@@ -187,11 +187,18 @@ impl<H: Host> HttpTransport<H> {
         else {
             return;
         };
-        self.update_address(id, |address| {
+        let known = self.update_address(id, |address| {
             if address.heard.as_deref() != Some(url) {
                 address.heard = Some(url.to_owned());
             }
         });
+        // A sender this member has not heard of yet: a member added in entries it has not
+        // applied (it may even be the leader, which can only bring it up to date if it
+        // answers). etcd's transport adds such a "remote" too. The member table takes over
+        // once the member applies the addition.
+        if !known && id != self.from {
+            self.connect_peer(id, &[url.to_owned()]);
+        }
     }
 
     /// Changes a known peer's address; `false` when the peer is not known.
