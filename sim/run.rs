@@ -130,7 +130,9 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
     if let Err(why) = settled {
         return Err(format!("{why}\nfaults: {:#?}", log.lock().unwrap()));
     }
-    removed_members_stop(&cluster).await?;
+    if let Err(why) = removed_members_stop(&cluster).await {
+        return Err(format!("{why}\nfaults: {:#?}", log.lock().unwrap()));
+    }
     live_after_healing(&cluster, &driver).await?;
     let mut client = workload::connect(&cluster);
     let reads = driver.spawn({

@@ -760,6 +760,16 @@ impl<R: Runtime> Core<R> {
 
         self.answer_reads();
         self.maybe_snapshot().await?;
+        let committed = self.raw.raft.raft_log.committed;
+        invariant(self.applied <= committed, || {
+            format!("applied {} is past committed {committed}", self.applied)
+        })?;
+        invariant(self.last_snapshot <= self.applied, || {
+            format!(
+                "the snapshot at {} is past applied {}",
+                self.last_snapshot, self.applied
+            )
+        })?;
         self.publish_status();
         Ok(())
     }
@@ -942,6 +952,12 @@ impl<R: Runtime> Core<R> {
                 .raw
                 .apply_conf_change(&change)
                 .map_err(|e| e.to_string())?;
+            let voters: std::collections::BTreeSet<u64> = conf.voters.iter().copied().collect();
+            let table: std::collections::BTreeSet<u64> =
+                state.members.members().map(|m| m.id).collect();
+            invariant(voters == table, || {
+                format!("after a change to {id:x}, raft's voters {voters:x?} and the member table {table:x?} differ")
+            })?;
             self.storage.mem.wl().set_conf_state(conf);
             match (kind, &context) {
                 (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
@@ -1093,6 +1109,19 @@ impl<R: Runtime> Core<R> {
             let _ = reply.send(Err(stopped()));
         }
     }
+}
+
+/// A rule the loop keeps whatever happens: broken, it is a bug here, not a fault outside. It
+/// panics in tests and the simulator; in a release build the member stops, saying why.
+fn invariant(holds: bool, what: impl FnOnce() -> String) -> Result<(), Fatal> {
+    if holds {
+        return Ok(());
+    }
+    let why = format!("invariant broken: {}", what());
+    if cfg!(debug_assertions) {
+        panic!("{why}");
+    }
+    Err(why)
 }
 
 /// Marks the member stopped if its raft task panics, so the process around it stops too (with
