@@ -108,6 +108,10 @@ impl<H: Host, D: Disk> Server<H, D> {
         }
 
         let (stop, _) = watch::channel(false);
+        host.spawn(until_stopped(
+            stop.subscribe(),
+            ask_whether_removed(host.clone(), node.clone(), transport.clone()),
+        ));
         let app = Arc::new(App {
             node: node.clone(),
             name: config.name.clone(),
@@ -180,6 +184,26 @@ impl<H: Host, D: Disk> Server<H, D> {
         self.node.shutdown().await;
     }
 }
+
+/// While the member knows no leader, asks its peers now and then whether it was removed (see
+/// `HttpTransport::ask_whether_removed`): a member removed while it was down, that never got
+/// far enough to know any configuration, would otherwise run for ever.
+async fn ask_whether_removed<H: Host, D: Disk>(
+    host: H,
+    node: Node<MemberRuntime<H, D>>,
+    transport: HttpTransport<H>,
+) {
+    loop {
+        host.sleep(REMOVAL_CHECK).await;
+        let status = node.status();
+        if status.leader == 0 && status.stopped.is_none() {
+            transport.ask_whether_removed().await;
+        }
+    }
+}
+
+/// How often a member without a leader asks whether it was removed.
+const REMOVAL_CHECK: Duration = Duration::from_secs(5);
 
 /// Runs `serving` until `stop` turns true.
 async fn until_stopped(

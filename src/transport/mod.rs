@@ -165,6 +165,50 @@ impl<H: Host> HttpTransport<H> {
         }
     }
 
+    /// Asks every known peer, with an empty batch, whether this member was removed: a peer
+    /// answers 410 if so, and the member is told (`PeerReport::RemovedByPeer`). A member that
+    /// missed its removal and knows no configuration sends raft nothing, so no 410 would ever
+    /// reach it otherwise (etcd's streams dial peers even when raft has nothing to say).
+    pub async fn ask_whether_removed(&self) {
+        let addresses: Vec<String> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|lanes| {
+                lanes
+                    .address
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .table
+                    .clone()
+            })
+            .collect();
+        for url in addresses {
+            let asked = async {
+                let mut sender = connect(&self.host, &url).await?;
+                let request = Request::post(format!("{url}{}", Lane::Messages.path()))
+                    .header(CLUSTER_HEADER, format_id(self.cluster_id))
+                    .header(FROM_HEADER, format_id(self.from))
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| e.to_string())?;
+                sender
+                    .send_request(request)
+                    .await
+                    .map(|response| response.status())
+                    .map_err(|e| e.to_string())
+            };
+            if let Ok(Ok(StatusCode::GONE)) =
+                timeout(&self.host, Duration::from_secs(2), asked).await
+            {
+                if let Some(reporter) = self.reporter.get() {
+                    reporter(PeerReport::RemovedByPeer);
+                }
+                return;
+            }
+        }
+    }
+
     /// The traffic figures etcd's stats endpoints report, shared with the receiving side.
     pub fn stats(&self) -> Arc<TrafficStats> {
         Arc::clone(&self.stats)
