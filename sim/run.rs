@@ -273,9 +273,8 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
 /// A member removed from the cluster stops once it hears of it, even when it was down or
 /// cut off when its removal committed: its peers tell it (410) when it comes back.
 async fn removed_members_stop(cluster: &Cluster) -> Result<(), String> {
-    let deadline = clock::now() + Duration::from_secs(10);
-    loop {
-        let running: Vec<u64> = cluster
+    let running = || {
+        cluster
             .removed()
             .into_iter()
             .filter(|&id| {
@@ -283,17 +282,13 @@ async fn removed_members_stop(cluster: &Cluster) -> Result<(), String> {
                     .member(id)
                     .is_some_and(|m| m.status().stopped.is_none())
             })
-            .collect();
-        if running.is_empty() {
-            return Ok(());
-        }
-        if clock::now() >= deadline {
-            return Err(format!(
-                "removed members {running:x?} still run 10 s after healing"
-            ));
-        }
-        madsim::time::sleep(Duration::from_millis(100)).await;
-    }
+            .collect()
+    };
+    clock::wait_until_none(Duration::from_secs(10), Duration::from_millis(100), running)
+        .await
+        .map_err(|running: Vec<u64>| {
+            format!("removed members {running:x?} still run 10 s after healing")
+        })
 }
 
 /// Liveness: once the faults are healed, a new write is answered within 10 s and every
@@ -320,24 +315,21 @@ async fn live_after_healing(
     let index = written
         .await
         .map_err(|e| format!("the liveness write failed: {e}"))??;
-    let deadline = clock::now() + Duration::from_secs(5);
-    loop {
-        let behind: Vec<(u64, u64)> = cluster
+    let behind = || {
+        cluster
             .ids()
             .iter()
             .map(|&id| (id, cluster.member(id).map_or(0, |m| m.status().applied)))
             .filter(|&(_, applied)| applied < index)
-            .collect();
-        if behind.is_empty() {
-            return Ok(());
-        }
-        if clock::now() >= deadline {
-            return Err(format!(
+            .collect()
+    };
+    clock::wait_until_none(Duration::from_secs(5), Duration::from_millis(50), behind)
+        .await
+        .map_err(|behind: Vec<(u64, u64)>| {
+            format!(
                 "members (id, applied) {behind:?} did not apply the write at index {index} within 5 s after healing"
-            ));
-        }
-        madsim::time::sleep(Duration::from_millis(50)).await;
-    }
+            )
+        })
 }
 
 /// Watches, throughout the run: no two members lead in the same term; no committed entry

@@ -30,6 +30,15 @@ impl fmt::Display for DialError {
     }
 }
 
+/// The `host:port` to dial for `uri` (port 80 when it names none).
+pub fn address_of(uri: &hyper::Uri) -> Result<String, String> {
+    let authority = uri.authority().ok_or("no host")?;
+    Ok(match authority.port_u16() {
+        Some(_) => authority.to_string(),
+        None => format!("{}:80", authority.host()),
+    })
+}
+
 /// Connects to `authority` (`host:port`) within `limit` and starts HTTP/1 on it.
 pub async fn dial<H, B>(host: &H, authority: &str, limit: Duration) -> Result<Sender<B>, DialError>
 where

@@ -17,7 +17,7 @@ use hyper::{Response, StatusCode};
 pub use acceptor::{
     serve, ConnectionLimit, CLIENT_CONNECTIONS, HEADER_READ_TIMEOUT, PEER_CONNECTIONS,
 };
-pub use connector::{dial, DialError, Sender};
+pub use connector::{address_of, dial, DialError, Sender};
 pub use timer::HostTimer;
 
 /// Every answer's body.

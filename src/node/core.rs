@@ -1090,12 +1090,21 @@ impl<R: Runtime> Core<R> {
         status.commit = raft.raft_log.committed;
         status.followers.clear();
         if role == Role::Leader {
-            status.followers.extend(
-                raft.prs()
-                    .iter()
-                    .filter(|(id, _)| **id != raft.id)
-                    .map(|(id, pr)| (*id, pr.matched, format!("{:?}", pr.state))),
-            );
+            status
+                .followers
+                .extend(
+                    raft.prs()
+                        .iter()
+                        .filter(|(id, _)| **id != raft.id)
+                        .map(|(id, pr)| {
+                            let state = match pr.state {
+                                raft::ProgressState::Probe => "Probe",
+                                raft::ProgressState::Replicate => "Replicate",
+                                raft::ProgressState::Snapshot => "Snapshot",
+                            };
+                            (*id, pr.matched, state)
+                        }),
+                );
         }
     }
 

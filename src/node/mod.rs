@@ -122,7 +122,7 @@ pub struct Status {
     pub leader_since: Option<crate::timestamp::Timestamp>,
     /// On a leader, how each follower's replication stands, as raft tracks it:
     /// (id, matched index, raft's progress state). Empty elsewhere.
-    pub followers: Vec<(u64, u64, String)>,
+    pub followers: Vec<(u64, u64, &'static str)>,
 }
 
 pub(crate) struct Shared {

@@ -413,11 +413,7 @@ async fn fetch_members<H: Host>(host: &H, peer_url: &str) -> Result<(u64, Vec<Me
     let uri: hyper::Uri = format!("{peer_url}/members")
         .parse()
         .map_err(|e| format!("{e}"))?;
-    let authority = uri.authority().ok_or("no host")?;
-    let address = match authority.port_u16() {
-        Some(_) => authority.to_string(),
-        None => format!("{}:80", authority.host()),
-    };
+    let address = crate::net::address_of(&uri)?;
     let mut sender = crate::net::dial(host, &address, Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;

@@ -121,7 +121,18 @@ struct Address {
 }
 
 /// Where the lanes report what they learn about peers (the member, once it runs).
-type Reporter = Arc<std::sync::OnceLock<Box<dyn Fn(PeerReport) + Send + Sync>>>;
+type Report = Box<dyn Fn(PeerReport) + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Reporter(Arc<std::sync::OnceLock<Report>>);
+
+impl Reporter {
+    fn report(&self, report: PeerReport) {
+        if let Some(reporter) = self.0.get() {
+            reporter(report);
+        }
+    }
+}
 
 pub struct HttpTransport<H> {
     host: H,
@@ -143,7 +154,7 @@ impl<H: Clone> Clone for HttpTransport<H> {
             advertised: Arc::clone(&self.advertised),
             cluster_id: self.cluster_id,
             peers: Arc::clone(&self.peers),
-            reporter: Arc::clone(&self.reporter),
+            reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
         }
     }
@@ -160,7 +171,7 @@ impl<H: Host> HttpTransport<H> {
             advertised: advertised.join(",").into(),
             cluster_id,
             peers: Arc::default(),
-            reporter: Arc::default(),
+            reporter: Reporter::default(),
             stats: Arc::new(TrafficStats::new(move || clock.elapsed())),
         }
     }
@@ -187,11 +198,13 @@ impl<H: Host> HttpTransport<H> {
         for url in addresses {
             let asked = async {
                 let mut sender = connect(&self.host, &url).await?;
-                let request = Request::post(format!("{url}{}", Lane::Messages.path()))
-                    .header(CLUSTER_HEADER, format_id(self.cluster_id))
-                    .header(FROM_HEADER, format_id(self.from))
-                    .body(Full::new(Bytes::new()))
-                    .map_err(|e| e.to_string())?;
+                let request = batch_request(
+                    &url,
+                    Lane::Messages,
+                    (self.cluster_id, self.from),
+                    None,
+                    Bytes::new(),
+                )?;
                 sender
                     .send_request(request)
                     .await
@@ -201,9 +214,7 @@ impl<H: Host> HttpTransport<H> {
             if let Ok(Ok(StatusCode::GONE)) =
                 timeout(&self.host, Duration::from_secs(2), asked).await
             {
-                if let Some(reporter) = self.reporter.get() {
-                    reporter(PeerReport::RemovedByPeer);
-                }
+                self.reporter.report(PeerReport::RemovedByPeer);
                 return;
             }
         }
@@ -217,7 +228,7 @@ impl<H: Host> HttpTransport<H> {
     /// Sends what the lanes learn about peers (unreachable, snapshot delivered or not) to
     /// `report`; until it is set, such news is dropped.
     pub fn set_reporter(&self, report: impl Fn(PeerReport) + Send + Sync + 'static) {
-        let _ = self.reporter.set(Box::new(report));
+        let _ = self.reporter.0.set(Box::new(report));
     }
 
     /// A peer says where it listens: kept as the address to try when the table's does not
@@ -278,7 +289,7 @@ impl<H: Host> HttpTransport<H> {
             address: Arc::clone(&address),
             from: self.from,
             cluster_id: self.cluster_id,
-            reporter: Arc::clone(&self.reporter),
+            reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
         };
         self.host
@@ -327,11 +338,9 @@ impl<H: Host> Transport for HttpTransport<H> {
             )
         };
         if full {
-            if let Some(reporter) = self.reporter.get() {
-                reporter(PeerReport::Unreachable(to));
-                if snapshot {
-                    reporter(PeerReport::SnapshotFailed(to));
-                }
+            self.reporter.report(PeerReport::Unreachable(to));
+            if snapshot {
+                self.reporter.report(PeerReport::SnapshotFailed(to));
             }
         }
     }
@@ -433,13 +442,29 @@ fn count_entries(mut bytes: &[u8]) -> Option<usize> {
 
 type Sender = crate::net::Sender<Full<Bytes>>;
 
+/// A batch's request to the peer at `url`, from `(cluster, member)`; with the sender's
+/// advertised URLs when given.
+fn batch_request(
+    url: &str,
+    lane: Lane,
+    (cluster_id, from): (u64, u64),
+    advertised: Option<&str>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
+    let mut request = Request::post(format!("{url}{}", lane.path()))
+        .header(CLUSTER_HEADER, format_id(cluster_id))
+        .header(FROM_HEADER, format_id(from));
+    if let Some(advertised) = advertised {
+        request = request
+            .header(PEER_URLS_HEADER, advertised)
+            .header("Content-Type", "application/octet-stream");
+    }
+    request.body(Full::new(body)).map_err(|e| e.to_string())
+}
+
 async fn connect<H: Host>(host: &H, url: &str) -> Result<Sender, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let authority = uri.authority().ok_or("no host")?;
-    let address = match authority.port_u16() {
-        Some(_) => authority.to_string(),
-        None => format!("{}:80", authority.host()),
-    };
+    let address = crate::net::address_of(&uri)?;
     crate::net::dial(host, &address, Duration::from_secs(1))
         .await
         .map_err(|e| e.to_string())
@@ -469,9 +494,7 @@ impl<H: Host> Peer<H> {
     }
 
     fn report(&self, report: PeerReport) {
-        if let Some(reporter) = self.reporter.get() {
-            reporter(report);
-        }
+        self.reporter.report(report);
     }
 }
 
@@ -516,13 +539,13 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
             {
                 sender = Some((connect(&peer.host, &url).await?, url.clone()));
             }
-            let request = Request::post(format!("{url}{}", kind.path()))
-                .header(CLUSTER_HEADER, format_id(cluster_id))
-                .header(FROM_HEADER, format_id(from))
-                .header(PEER_URLS_HEADER, &*peer.advertised)
-                .header("Content-Type", "application/octet-stream")
-                .body(Full::new(Bytes::from(encode(&batch))))
-                .map_err(|e| e.to_string())?;
+            let request = batch_request(
+                &url,
+                kind,
+                (cluster_id, from),
+                Some(&peer.advertised),
+                Bytes::from(encode(&batch)),
+            )?;
             let (sender, _) = sender.as_mut().expect("connected");
             let started = peer.host.elapsed();
             let sending = async {
