@@ -312,6 +312,22 @@ impl Cluster {
         self.machine(id).disk
     }
 
+    /// Makes member `id`'s syncs take up to seconds (an fsync stalled behind a busy disk), or
+    /// puts its disk back to normal.
+    pub fn slow_disk(&self, id: u64, slow: bool) {
+        let disk = self.disk(id);
+        if slow {
+            disk.set_latency(slow_disk_latency);
+        } else {
+            disk.set_latency(disk_latency);
+        }
+    }
+
+    /// The client URL of member `id`.
+    pub fn client_url_of(&self, id: u64) -> String {
+        client_url(self.machine(id).n)
+    }
+
     /// The client URLs of the cluster's members.
     pub fn client_urls(&self) -> Vec<String> {
         let registry = lock(&self.registry);
@@ -437,6 +453,16 @@ fn disk_latency(op: DiskOp) -> Option<Delay> {
         DiskOp::Read | DiskOp::Write => Duration::from_micros(rng.gen_range(5..50)),
         DiskOp::Sync if rng.gen_bool(0.005) => Duration::from_millis(rng.gen_range(50..500)),
         DiskOp::Sync => Duration::from_micros(rng.gen_range(500..5_000)),
+    };
+    Some(Box::pin(madsim::time::sleep(wait)))
+}
+
+/// A disk whose syncs stall: each takes a fifth of a second to two seconds.
+fn slow_disk_latency(op: DiskOp) -> Option<Delay> {
+    let mut rng = madsim::rand::thread_rng();
+    let wait = match op {
+        DiskOp::Read | DiskOp::Write => Duration::from_micros(rng.gen_range(50..5_000)),
+        DiskOp::Sync => Duration::from_millis(rng.gen_range(200..2_000)),
     };
     Some(Box::pin(madsim::time::sleep(wait)))
 }

@@ -43,9 +43,14 @@ pub enum Fault {
     /// A member's connections break once they have carried a few KiB: large batches and
     /// snapshots fail in the middle, again and again.
     ResetLarge,
+    /// A member's disk fills up (after up to 16 KB more): writes are refused, the member must
+    /// keep serving local reads and not stop, and go on when there is room again.
+    DiskFull,
+    /// A member's fsyncs stall for up to two seconds each.
+    SlowDisk,
 }
 
-pub const ALL: [Fault; 14] = [
+pub const ALL: [Fault; 16] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -60,6 +65,8 @@ pub const ALL: [Fault; 14] = [
     Fault::Membership,
     Fault::Reset,
     Fault::ResetLarge,
+    Fault::DiskFull,
+    Fault::SlowDisk,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -209,6 +216,27 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                 madsim::time::sleep(hold).await;
                 cluster.jump_clock(id, -by);
             }
+            Fault::SlowDisk => {
+                let id = pick(&ids);
+                note(fault, format!("fsyncs of {id} stall for {hold:?}"));
+                cluster.slow_disk(id, true);
+                madsim::time::sleep(hold).await;
+                cluster.slow_disk(id, false);
+            }
+            Fault::DiskFull => {
+                let id = pick(&ids);
+                let room = madsim::rand::thread_rng().gen_range(0..16_000);
+                note(
+                    fault,
+                    format!("disk of {id} full after {room} more bytes for {hold:?}"),
+                );
+                cluster.disk(id).set_room(Some(room));
+                madsim::time::sleep(hold).await;
+                if let Some(trouble) = full_disk_trouble(&cluster, id).await {
+                    note(fault, format!("VIOLATION member {id} {trouble}"));
+                }
+                cluster.disk(id).set_room(None);
+            }
             Fault::DiskError => {
                 let id = pick(&ids);
                 note(fault, format!("disk errors on {id}"));
@@ -231,5 +259,27 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                 cluster.restart(id);
             }
         }
+    }
+}
+
+/// What is wrong with member `id` while its disk is full, if anything: a full disk is no
+/// reason to stop, and what the member holds can still be read from it.
+async fn full_disk_trouble(cluster: &Cluster, id: u64) -> Option<String> {
+    let status = cluster.member(id)?.status();
+    if let Some(why) = status.stopped {
+        return why
+            .contains("ENOSPC")
+            .then(|| format!("stopped on a full disk: {why}"));
+    }
+    if !status.disk_full {
+        return None;
+    }
+    let mut client = crate::workload::connect_to(vec![cluster.client_url_of(id)]);
+    let options = etcd::client::keys::GetOptions::default();
+    let read = etcd::client::keys::get(&mut client, "/", &options);
+    match madsim::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("refused a local read while its disk was full: {e}")),
+        Err(_) => Some("answered no local read while its disk was full".into()),
     }
 }

@@ -155,7 +155,8 @@ async fn route<R: Runtime>(
         )),
         "/health" => {
             let status = app.node.status();
-            let healthy = status.leader != 0 && status.stopped.is_none();
+            // A full disk is etcd 3.x's NOSPACE alarm: the member cannot take writes.
+            let healthy = status.leader != 0 && status.stopped.is_none() && !status.disk_full;
             // etcd answers JSON here, but labelled as plain text.
             let body = if healthy {
                 r#"{"health":"true"}"#

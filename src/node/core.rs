@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfState, EntryType, HardState, Message, Snapshot};
-use raft::{ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::{mpsc, oneshot};
 
 use super::admission;
 use super::durable::Durable;
 use super::raft_storage::RaftStorage;
-use super::{stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status};
+use super::{
+    no_space, stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status,
+};
 use crate::error::Error;
 use crate::membership::MembershipError;
 use crate::membership::{Member, Membership};
@@ -73,6 +75,32 @@ impl From<raft::Error> for StartError {
 /// Why the loop stopped.
 type Fatal = String;
 
+/// How long a member whose disk is full waits before it tries to write again.
+const ROOM_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A failed disk step: `Ok` with the reason when the disk was full (the step may be tried
+/// again), `Err` when the member must stop.
+struct DiskFull(Result<String, Fatal>);
+
+impl From<WalError> for DiskFull {
+    fn from(e: WalError) -> Self {
+        DiskFull(match e {
+            WalError::NoSpace(_) => Ok(e.to_string()),
+            e => Err(e.to_string()),
+        })
+    }
+}
+
+impl From<SnapError> for DiskFull {
+    fn from(e: SnapError) -> Self {
+        DiskFull(if e.is_no_space() {
+            Ok(e.to_string())
+        } else {
+            Err(e.to_string())
+        })
+    }
+}
+
 const REMOVED: &str = "this member was removed from the cluster";
 
 pub(super) struct Core<R: Runtime> {
@@ -102,8 +130,6 @@ pub(super) struct Core<R: Runtime> {
     last_snapshot: u64,
     ticks: u64,
     last_sync_tick: u64,
-    /// Followers waiting for a snapshot from this leader, and since which tick.
-    snapshot_sent: BTreeMap<u64, u64>,
     /// Set once this member applied its own removal: the tick at which it stops. Like etcd
     /// (which waits ten ticks), it goes on talking to its peers until then, so that a removed
     /// leader tells the others the removal committed; stopping at once could leave them in the
@@ -127,6 +153,8 @@ pub(super) struct Core<R: Runtime> {
     /// Peer messages refused before they reached raft, and when that was last logged.
     refused_messages: u64,
     last_refusal_logged: Option<std::time::Duration>,
+    /// When a snapshot was last skipped for want of room, to say so once a while.
+    snapshot_skipped_at: Option<std::time::Duration>,
 }
 
 /// What a membership change entry carries besides raft's own fields: the request to answer,
@@ -260,7 +288,6 @@ impl<R: Runtime> Core<R> {
             last_snapshot: meta.index,
             ticks: 0,
             last_sync_tick: 0,
-            snapshot_sent: BTreeMap::new(),
             member_waiters: BTreeMap::new(),
             conf_queue: std::collections::VecDeque::new(),
             conf_pending: None,
@@ -269,6 +296,7 @@ impl<R: Runtime> Core<R> {
             commit_unsaved: false,
             refused_messages: 0,
             last_refusal_logged: None,
+            snapshot_skipped_at: None,
             publish_sent_at: None,
         };
         core.redraw_election_timeout();
@@ -579,7 +607,6 @@ impl<R: Runtime> Core<R> {
             }
         }
         self.propose_expiry();
-        self.retry_lost_snapshots();
         self.publish_attributes();
         self.member_waiters.retain(|_, w| !w.is_closed());
         self.propose_conf_changes();
@@ -622,33 +649,6 @@ impl<R: Runtime> Core<R> {
         };
         if self.raw.propose(Vec::new(), proposal.encode()).is_ok() {
             self.publish_sent_at = Some(self.ticks);
-        }
-    }
-
-    /// raft-rs sends a lagging follower nothing more until told how its snapshot went. The
-    /// network loses messages without saying so; a snapshot still unconfirmed after a few
-    /// election timeouts is reported failed, and raft sends a fresh one.
-    fn retry_lost_snapshots(&mut self) {
-        if self.raw.raft.state != StateRole::Leader {
-            self.snapshot_sent.clear();
-            return;
-        }
-        let waiting: Vec<u64> = self
-            .raw
-            .raft
-            .prs()
-            .iter()
-            .filter(|(_, progress)| progress.state == ProgressState::Snapshot)
-            .map(|(id, _)| *id)
-            .collect();
-        self.snapshot_sent.retain(|id, _| waiting.contains(id));
-        let patience = 3 * self.config.election_ticks.max(1) as u64;
-        for id in waiting {
-            let since = *self.snapshot_sent.entry(id).or_insert(self.ticks);
-            if self.ticks >= since + patience {
-                self.raw.report_snapshot(id, SnapshotStatus::Failure);
-                self.snapshot_sent.remove(&id);
-            }
         }
     }
 
@@ -717,10 +717,10 @@ impl<R: Runtime> Core<R> {
             if ready.hs().is_some() {
                 self.commit_unsaved = false;
             }
-            self.wal
-                .save(ready.hs().or(lagging.as_ref()), ready.entries())
-                .await
-                .map_err(|e| e.to_string())?;
+            let hs = ready.hs().or(lagging.as_ref());
+            while let Err(e) = self.wal.save(hs, ready.entries()).await {
+                self.wait_for_room(e).await?;
+            }
             if ready.must_sync() && !self.config.unsafe_skip_fsync {
                 self.wal.sync().await.map_err(|e| e.to_string())?;
             }
@@ -749,10 +749,9 @@ impl<R: Runtime> Core<R> {
         if std::mem::take(&mut self.conf_applied) {
             self.commit_unsaved = false;
             let hs = self.storage.mem.rl().hard_state().clone();
-            self.wal
-                .save(Some(&hs), &[])
-                .await
-                .map_err(|e| e.to_string())?;
+            while let Err(e) = self.wal.save(Some(&hs), &[]).await {
+                self.wait_for_room(e).await?;
+            }
             if !self.config.unsafe_skip_fsync {
                 self.wal.sync().await.map_err(|e| e.to_string())?;
             }
@@ -771,6 +770,54 @@ impl<R: Runtime> Core<R> {
             )
         })?;
         self.publish_status();
+        Ok(())
+    }
+
+    /// The disk is full (`full` says so; any other failure ends the member): nothing more can
+    /// be made durable, so nothing more may be promised. Until there is room the member
+    /// refuses writes, quorum reads and membership changes at once, and drops its peers'
+    /// messages (to them it is down); local reads go on, served from the store as it stands.
+    /// Every second it lets its caller try the failed step again.
+    async fn wait_for_room(&mut self, full: impl Into<DiskFull>) -> Result<(), Fatal> {
+        let DiskFull(why) = full.into();
+        let why = why?;
+        {
+            let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+            if !status.disk_full {
+                eprintln!("etcd: the disk is full ({why}); writes are refused until there is room");
+                status.disk_full = true;
+            }
+        }
+        let until = self.rt.elapsed() + ROOM_RETRY;
+        loop {
+            let sleep = self.rt.sleep(until.saturating_sub(self.rt.elapsed()));
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Propose { reply, .. }) => { let _ = reply.send(Err(no_space())); }
+                    Some(Command::Read { reply, .. }) => { let _ = reply.send(Err(no_space())); }
+                    Some(Command::ChangeMembers { reply, .. }) => {
+                        let _ = reply.send(Err(MembershipError::Unavailable(
+                            "etcdserver: no space left on this member's disk".into(),
+                        )));
+                    }
+                    // Stops, and what raft hears of its peers (a snapshot's outcome must
+                    // reach it whatever happens here).
+                    Some(command) => {
+                        if !self.command(command) {
+                            return Err("stopped".into());
+                        }
+                    }
+                    None => return Err("stopped".into()),
+                },
+                message = recv_or_wait(&mut self.inbox) => {
+                    if message.is_none() {
+                        self.inbox = None;
+                    }
+                }
+                _ = sleep => break,
+            }
+        }
         Ok(())
     }
 
@@ -979,14 +1026,12 @@ impl<R: Runtime> Core<R> {
     async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Fatal> {
         let meta = snapshot.get_metadata().clone();
         let state = State::restore(&snapshot.data)?;
-        self.snapshotter
-            .save(&snapshot)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.wal
-            .snapshot_installed(meta.index, meta.term)
-            .await
-            .map_err(|e| e.to_string())?;
+        while let Err(e) = self.snapshotter.save(&snapshot).await {
+            self.wait_for_room(e).await?;
+        }
+        while let Err(e) = self.wal.snapshot_installed(meta.index, meta.term).await {
+            self.wait_for_room(e).await?;
+        }
         self.storage
             .mem
             .wl()
@@ -1045,10 +1090,23 @@ impl<R: Runtime> Core<R> {
         meta.set_index(index);
         meta.set_term(term);
         meta.set_conf_state(conf_state);
-        self.snapshotter
-            .save(&snapshot)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.snapshotter.save(&snapshot).await {
+            if !e.is_no_space() {
+                return Err(e.to_string());
+            }
+            // A snapshot only saves work later: the log still holds everything, so it waits
+            // for room (raft asks again when a follower needs one).
+            let now = self.rt.elapsed();
+            if self
+                .snapshot_skipped_at
+                .is_none_or(|at| now >= at + std::time::Duration::from_secs(60))
+            {
+                eprintln!("etcd: snapshot at {index} not saved, the disk is full: {e}");
+                self.snapshot_skipped_at = Some(now);
+            }
+            self.last_snapshot = index;
+            return Ok(());
+        }
         self.storage.set_latest(snapshot);
         let compact_to = index.saturating_sub(self.config.catch_up_entries);
         let first = self.storage.mem.first_index().map_err(|e| e.to_string())?;
@@ -1081,6 +1139,8 @@ impl<R: Runtime> Core<R> {
             StateRole::Follower => Role::Follower,
         };
         let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        // Every step of this round reached the disk.
+        status.disk_full = false;
         status.term = raft.term;
         if status.leader != raft.leader_id || status.leader_since.is_none() {
             status.leader_since = (raft.leader_id != 0).then(|| self.rt.now());

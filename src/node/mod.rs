@@ -118,6 +118,8 @@ pub struct Status {
     pub snapshots_installed: u64,
     /// Set when the node stopped (a disk failure, say), with the reason.
     pub stopped: Option<String>,
+    /// Set while the disk is full: nothing can be made durable, so writes are refused.
+    pub disk_full: bool,
     /// When this member learnt of the current leader (etcd's `leaderInfo.startTime`).
     pub leader_since: Option<crate::timestamp::Timestamp>,
     /// On a leader, how each follower's replication stands, as raft tracks it:
@@ -202,6 +204,14 @@ pub const INBOX_CAPACITY: usize = 4096;
 
 fn timed_out() -> Error {
     Error::new(ErrorCode::RaftInternal, "etcdserver: request timed out", 0)
+}
+
+fn no_space() -> Error {
+    Error::new(
+        ErrorCode::RaftInternal,
+        "etcdserver: no space left on this member's disk",
+        0,
+    )
 }
 
 fn stopped() -> Error {

@@ -176,14 +176,21 @@ impl Disk for FsDisk {
         let (path, data) = (path.to_path_buf(), data.to_vec());
         blocking(move || {
             let aside = path.with_extension("tmp");
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(PRIVATE_FILE)
-                .open(&aside)?;
-            file.write_all(&data)?;
-            file.sync_all()?;
+            let written = (|| {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(PRIVATE_FILE)
+                    .open(&aside)?;
+                file.write_all(&data)?;
+                file.sync_all()
+            })();
+            if let Err(e) = written {
+                // Half a file on a full disk would keep it full.
+                let _ = fs::remove_file(&aside);
+                return Err(e);
+            }
             fs::rename(&aside, &path)?;
             sync_dir(&parent(&path))
         })

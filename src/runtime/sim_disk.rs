@@ -3,7 +3,9 @@
 //! plus any subset (or a prefix) of those sectors and of the unsynced length change, which is
 //! what a power cut can leave: a sector reaches the platter whole or not at all, in no
 //! particular order. A file never synced may vanish. It can also be told to fail every
-//! operation, as a dying disk does.
+//! operation, as a dying disk does, or to have only so much room left: then a write that
+//! needs more new blocks than that fails with ENOSPC and changes nothing, while reads,
+//! overwrites and removals go on.
 //!
 //! A file's length may run far past the bytes ever written (a preallocated log segment): only
 //! written bytes are stored, the rest reads as zeros.
@@ -31,6 +33,8 @@ struct State {
     files: BTreeMap<PathBuf, File>,
     dirs: BTreeSet<PathBuf>,
     failing: bool,
+    /// Bytes of new blocks that may still be written; `None` for no limit.
+    room: Option<u64>,
     syncs: u64,
     refused: u64,
     latency: Latency,
@@ -176,6 +180,24 @@ fn eio() -> io::Error {
     io::Error::other("simulated disk failure (EIO)")
 }
 
+impl State {
+    /// Takes `bytes` of new blocks, or fails with ENOSPC and takes nothing.
+    fn take_room(&mut self, bytes: u64) -> io::Result<()> {
+        match &mut self.room {
+            Some(room) if bytes > *room => Err(no_space()),
+            Some(room) => {
+                *room -= bytes;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn no_space() -> io::Error {
+    io::Error::new(io::ErrorKind::StorageFull, "simulated disk full (ENOSPC)")
+}
+
 fn not_found(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -210,6 +232,7 @@ impl SimDisk {
                 files: state.files.clone(),
                 dirs: state.dirs.clone(),
                 failing: state.failing,
+                room: state.room,
                 syncs: state.syncs,
                 refused: state.refused,
                 latency: state.latency.clone(),
@@ -266,6 +289,13 @@ impl SimDisk {
     /// From now on every operation fails with EIO (until `set_failing(false)`).
     pub fn set_failing(&self, failing: bool) {
         self.state().failing = failing;
+    }
+
+    /// Leaves `room` bytes of new blocks (`None`: no limit). A write that needs more (past
+    /// what a file holds, or a new file's content) fails with ENOSPC and changes nothing. A
+    /// sparse `allocate` needs none, like the real one; removing a file frees nothing.
+    pub fn set_room(&self, room: Option<u64>) {
+        self.state().room = room;
     }
 
     /// How many syncs have been issued (to check group commit).
@@ -348,6 +378,16 @@ impl Disk for SimDisk {
     async fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
         self.wait(DiskOp::Write).await;
         let mut state = self.writable()?;
+        let held = state
+            .files
+            .get(path)
+            .map_or(0, |f| f.now.bytes.len() as u64);
+        let end = offset + data.len() as u64;
+        state.take_room(if data.is_empty() {
+            0
+        } else {
+            end.saturating_sub(held)
+        })?;
         let file = state.files.entry(path.to_path_buf()).or_default();
         file.write(offset, data);
         Ok(())
@@ -375,6 +415,7 @@ impl Disk for SimDisk {
     async fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.wait(DiskOp::Sync).await;
         let mut state = self.writable()?;
+        state.take_room(data.len() as u64)?;
         state.syncs += 1;
         let mut file = File::default();
         file.write(0, data);

@@ -24,6 +24,13 @@ impl fmt::Display for SnapError {
     }
 }
 
+impl SnapError {
+    /// The disk was full: nothing was saved, and saving again later may work.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, SnapError::Io(e) if e.kind() == io::ErrorKind::StorageFull)
+    }
+}
+
 impl std::error::Error for SnapError {}
 
 impl From<io::Error> for SnapError {

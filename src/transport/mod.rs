@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{mpsc, Semaphore};
 
+mod outgoing;
 pub mod stats;
 
 use crate::body::{BodyError, BodyRead};
@@ -31,6 +31,7 @@ use crate::membership::{format_id, parse_id};
 use crate::net::{full, method_not_allowed, text_response, Body};
 use crate::node::PeerReport;
 use crate::runtime::{timeout, Host, Transport};
+use outgoing::CountedBody;
 pub use stats::TrafficStats;
 
 const CLUSTER_HEADER: &str = "X-Etcd-Cluster-ID";
@@ -203,7 +204,7 @@ impl<H: Host> HttpTransport<H> {
                     Lane::Messages,
                     (self.cluster_id, self.from),
                     None,
-                    Bytes::new(),
+                    CountedBody::new(Bytes::new()).0,
                 )?;
                 sender
                     .send_request(request)
@@ -440,7 +441,7 @@ fn count_entries(mut bytes: &[u8]) -> Option<usize> {
     Some(count)
 }
 
-type Sender = crate::net::Sender<Full<Bytes>>;
+type Sender = crate::net::Sender<CountedBody>;
 
 /// A batch's request to the peer at `url`, from `(cluster, member)`; with the sender's
 /// advertised URLs when given.
@@ -449,8 +450,8 @@ fn batch_request(
     lane: Lane,
     (cluster_id, from): (u64, u64),
     advertised: Option<&str>,
-    body: Bytes,
-) -> Result<Request<Full<Bytes>>, String> {
+    body: CountedBody,
+) -> Result<Request<CountedBody>, String> {
     let mut request = Request::post(format!("{url}{}", lane.path()))
         .header(CLUSTER_HEADER, format_id(cluster_id))
         .header(FROM_HEADER, format_id(from));
@@ -459,7 +460,7 @@ fn batch_request(
             .header(PEER_URLS_HEADER, advertised)
             .header("Content-Type", "application/octet-stream");
     }
-    request.body(Full::new(body)).map_err(|e| e.to_string())
+    request.body(body).map_err(|e| e.to_string())
 }
 
 async fn connect<H: Host>(host: &H, url: &str) -> Result<Sender, String> {
@@ -498,11 +499,19 @@ impl<H: Host> Peer<H> {
     }
 }
 
+/// A message batch must be answered within this.
+const MESSAGES_DEADLINE: Duration = Duration::from_secs(5);
+/// A snapshot goes on as long as it moves: it fails when no byte has gone for this long...
+const SNAPSHOT_SEND_STALL: Duration = Duration::from_secs(5);
+/// ...or when every byte has gone and no answer came within this (the receiver decodes it and
+/// hands it to raft before answering).
+const SNAPSHOT_ANSWER: Duration = Duration::from_secs(30);
+
+/// One peer's lane: sends what queues up, in order. Its contract with raft: every snapshot
+/// handed to it is reported, delivered or failed, within a bounded time of its last progress;
+/// raft sends a follower nothing more until it hears, so an unreported snapshot stalls that
+/// follower for good. The node has no guess of its own to fall back on.
 async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message>) {
-    let limit = match kind {
-        Lane::Messages => Duration::from_secs(5),
-        Lane::Snapshots => Duration::from_secs(120),
-    };
     let Peer {
         from, cluster_id, ..
     } = peer.clone();
@@ -539,13 +548,9 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
             {
                 sender = Some((connect(&peer.host, &url).await?, url.clone()));
             }
-            let request = batch_request(
-                &url,
-                kind,
-                (cluster_id, from),
-                Some(&peer.advertised),
-                Bytes::from(encode(&batch)),
-            )?;
+            let (body, taken) = CountedBody::new(Bytes::from(encode(&batch)));
+            let request =
+                batch_request(&url, kind, (cluster_id, from), Some(&peer.advertised), body)?;
             let (sender, _) = sender.as_mut().expect("connected");
             let started = peer.host.elapsed();
             let sending = async {
@@ -553,10 +558,18 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
                 sender.ready().await?;
                 sender.send_request(request).await
             };
-            let response = timeout(&peer.host, limit, sending)
-                .await
-                .map_err(|()| "timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
+            let response = match kind {
+                Lane::Messages => timeout(&peer.host, MESSAGES_DEADLINE, sending)
+                    .await
+                    .map_err(|()| "timed out".to_owned())?,
+                Lane::Snapshots => tokio::select! {
+                    response = sending => response,
+                    () = taken.stalled(&peer.host, SNAPSHOT_SEND_STALL, SNAPSHOT_ANSWER) => {
+                        return Err("the snapshot stalled".to_owned())
+                    }
+                },
+            }
+            .map_err(|e| e.to_string())?;
             match response.status() {
                 StatusCode::NO_CONTENT => {
                     if kind == Lane::Messages {

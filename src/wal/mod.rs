@@ -69,6 +69,9 @@ const RECOVERY: &str = "restore this member's data from a backup, or remove this
 #[derive(Debug)]
 pub enum WalError {
     Io(io::Error),
+    /// The disk is full. Nothing of the failed call was kept and the log is as it was, so the
+    /// same call may be made again once there is room.
+    NoSpace(io::Error),
     /// The log is damaged; the member must not start on it.
     Corrupt {
         file: String,
@@ -90,6 +93,7 @@ impl fmt::Display for WalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WalError::Io(e) => write!(f, "wal: {e}"),
+            WalError::NoSpace(e) => write!(f, "wal: {e}"),
             WalError::Corrupt { file, detail } => write!(f, "wal: {file} is corrupt {detail}"),
             WalError::Truncated { file, detail } => write!(
                 f,
@@ -804,6 +808,15 @@ impl<D: Disk> Wal<D> {
         })
     }
 
+    /// As `fail_on_error`, but a full disk leaves the log usable: for writes that either
+    /// change nothing the log relies on when they fail (records past its end) or are undone.
+    fn fail_unless_full<T>(&mut self, result: io::Result<T>) -> Result<T, WalError> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => Err(WalError::NoSpace(e)),
+            other => self.fail_on_error(other),
+        }
+    }
+
     async fn write(&mut self, buf: Vec<u8>, chain: u32) -> Result<(), WalError> {
         self.check()?;
         if buf.is_empty() {
@@ -817,7 +830,9 @@ impl<D: Disk> Wal<D> {
             &mut self.allocated,
         )
         .await;
-        self.fail_on_error(result)?;
+        // Bytes of a failed write lie past `tail_len`: the next write goes over them, and a
+        // crash before that leaves what start-up cuts off as an unfinished write.
+        self.fail_unless_full(result)?;
         self.tail_len += buf.len() as u64;
         self.chain = chain;
         Ok(())
@@ -851,7 +866,17 @@ impl<D: Disk> Wal<D> {
             self.disk.sync(path).await
         }
         .await;
-        self.fail_on_error(result)?;
+        if let Err(e) = &result {
+            if e.kind() == io::ErrorKind::StorageFull {
+                // Not part of the log yet: gone, or start-up would find a stray segment.
+                let removed = match self.disk.remove(path).await {
+                    Err(gone) if gone.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                };
+                self.fail_on_error(removed)?;
+            }
+        }
+        self.fail_unless_full(result)?;
         self.seq = seq;
         self.tail = path.to_path_buf();
         self.tail_len = buf.len() as u64;
@@ -862,23 +887,48 @@ impl<D: Disk> Wal<D> {
 
     /// Moves to a new segment. The old one gets its `Next` record only once the new one is
     /// durable, so a newest segment ending with one has lost its successor.
+    ///
+    /// On a full disk the cut is undone and the log stays on its segment, growing past its
+    /// size; the next save tries again.
     async fn cut(&mut self) -> Result<(), WalError> {
         self.sync().await?;
-        let (old, end, mut allocated, chain) =
-            (self.tail.clone(), self.tail_len, self.allocated, self.chain);
+        let (old, end, mut allocated, chain, seq) = (
+            self.tail.clone(),
+            self.tail_len,
+            self.allocated,
+            self.chain,
+            self.seq,
+        );
         let next = SegmentName {
             seq: self.seq + 1,
             first_index: self.last_index + 1,
             name: String::new(),
         };
-        self.start_segment(next.seq).await?;
+        match self.start_segment(next.seq).await {
+            Err(WalError::NoSpace(_)) => return Ok(()),
+            other => other?,
+        }
         let record = next_record(&next, chain);
-        let result = async {
+        let linked = async {
             put(&self.disk, &old, end, &record, &mut allocated).await?;
             self.disk.sync(&old).await
         }
         .await;
-        self.fail_on_error(result)
+        match linked {
+            Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+                // The new segment holds only its header: back to the old one, as if the cut
+                // had never begun.
+                let removed = self.disk.remove(&self.tail).await;
+                self.fail_on_error(removed)?;
+                self.tail = old;
+                self.tail_len = end;
+                self.allocated = allocated;
+                self.chain = chain;
+                self.seq = seq;
+                Ok(())
+            }
+            other => self.fail_on_error(other),
+        }
     }
 }
 

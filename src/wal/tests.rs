@@ -797,3 +797,41 @@ proptest! {
         }
     }
 }
+
+/// A full disk refuses a save and leaves the log as it was, whatever step of the save (a
+/// record, a new segment, the link to it) ran out of room: once there is room the same save
+/// goes through, and the log reopens with every entry, across a crash too.
+#[test]
+fn a_full_disk_refuses_a_save_and_the_log_goes_on_when_there_is_room() {
+    for room in (0..1200).step_by(7) {
+        run(async {
+            let disk = SimDisk::new();
+            let mut wal = fresh(&disk, 200).await;
+            let mut refused = 0;
+            for i in 1..=20 {
+                if i == 8 {
+                    disk.set_room(Some(room));
+                }
+                let hs = hard_state(1, 1, i - 1);
+                loop {
+                    match wal.save(Some(&hs), &[entry(i, 1)]).await {
+                        Ok(()) => break,
+                        Err(WalError::NoSpace(_)) => {
+                            refused += 1;
+                            disk.set_room(None);
+                        }
+                        Err(e) => panic!("room {room}, entry {i}: {e}"),
+                    }
+                }
+                wal.sync().await.unwrap();
+            }
+            assert!(room > 600 || refused > 0, "room {room} was never short");
+            disk.crash(|_| 0);
+            let (_, got) = Wal::open(disk.clone(), dir(), 0, 200)
+                .await
+                .unwrap_or_else(|e| panic!("room {room}: {e}"));
+            assert_eq!(indexes(&got), (1..=20).map(|i| (i, 1)).collect::<Vec<_>>());
+            assert_eq!(got.hard_state, hard_state(1, 1, 19));
+        });
+    }
+}
