@@ -17,4 +17,5 @@ mod run;
 mod scenarios;
 mod seeds;
 mod store_replay;
+mod timeline_file;
 mod workload;

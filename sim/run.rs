@@ -135,11 +135,13 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
     }
     live_after_healing(&cluster, &driver).await?;
     let mut client = workload::connect(&cluster);
+    // The final reader is one more client, after the workload's.
+    let reader = plan.clients;
     let reads = driver.spawn({
         let history = history.clone();
         async move {
             for key in KEYS {
-                workload::checked_read(&mut client, key, &history, start).await;
+                workload::checked_read(&mut client, reader, key, &history, start).await;
             }
         }
     });
@@ -172,23 +174,27 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
 
     // Linearizability, key by key.
     let ops = history.ops();
-    let mut by_key: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, (Vec<u64>, Vec<_>)> = BTreeMap::new();
     for r in &ops {
-        by_key.entry(r.key.as_str()).or_default().push(r.op.clone());
+        let (clients, key_ops) = by_key.entry(r.key.as_str()).or_default();
+        clients.push(r.client);
+        key_ops.push(r.op.clone());
     }
-    for (key, key_ops) in &by_key {
-        match lincheck::check(
+    for (key, (clients, key_ops)) in &by_key {
+        let verdict = lincheck::check(
             &KvModel,
             key_ops,
             std::env::var("SIM_LINCHECK_STEPS")
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(5_000_000),
-        ) {
+        );
+        match &verdict {
             Verdict::Linearizable => {}
-            Verdict::NotLinearizable { longest } => {
+            Verdict::NotLinearizable { longest, stuck, .. } => {
+                let timeline = crate::timeline_file::write(key, clients, key_ops, &verdict);
                 return Err(format!(
-                    "history of {key} is not linearizable ({} ops; longest order found: {longest:?})\n{key_ops:#?}\nfaults: {:#?}",
+                    "history of {key} is not linearizable ({} ops; longest order found: {longest:?}; none of {stuck:?} could follow it)\n{timeline}\n{key_ops:#?}\nfaults: {:#?}",
                     key_ops.len(),
                     log.lock().unwrap()
                 ));

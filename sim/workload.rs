@@ -24,6 +24,8 @@ pub const KEYS: [&str; 4] = ["/k0", "/k1", "/k2", "/k3"];
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub key: String,
+    /// Which client made it: its lane on a failure's timeline.
+    pub client: u64,
     pub op: Operation<KvInput, KvOutput>,
 }
 
@@ -35,9 +37,10 @@ pub struct History {
 }
 
 impl History {
-    pub fn record(&self, key: &str, op: Operation<KvInput, KvOutput>) {
+    pub fn record(&self, key: &str, client: u64, op: Operation<KvInput, KvOutput>) {
         self.ops.lock().unwrap().push(Recorded {
             key: key.to_owned(),
+            client,
             op,
         });
     }
@@ -123,9 +126,10 @@ pub fn connect_to(endpoints: Vec<String>) -> Client<SimHost> {
     Client::on(SimHost::new(Duration::ZERO), config).expect("the members' URLs are valid")
 }
 
-/// Runs a quorum read of `key` and records it.
+/// Runs a quorum read of `key` and records it as client `client_id`'s.
 pub async fn checked_read(
     client: &mut Client<SimHost>,
+    client_id: u64,
     key: &str,
     history: &History,
     start: Duration,
@@ -139,6 +143,7 @@ pub async fn checked_read(
     if let Some(output) = read_outcome(&result) {
         history.record(
             key,
+            client_id,
             Operation {
                 call,
                 ret: Some(nanos_since(start)),
@@ -173,7 +178,7 @@ pub async fn client(
             (key, rng.gen_range(0..100), prev)
         };
         if kind < 25 {
-            checked_read(&mut http, key, &history, start).await;
+            checked_read(&mut http, client, key, &history, start).await;
         } else if kind < 88 {
             let set = |prev_exist, prev_value: &str| SetOptions {
                 prev_exist,
@@ -226,6 +231,7 @@ pub async fn client(
                 }
                 history.record(
                     key,
+                    client,
                     Operation {
                         call,
                         ret: output.as_ref().map(|_| nanos_since(start)),

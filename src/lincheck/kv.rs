@@ -1,5 +1,7 @@
 //! The sequential model of one etcd key, for checking histories of v2 operations.
 
+use std::fmt;
+
 use super::Model;
 
 /// What a client asked of one key. Values should be unique per write, so a read names the
@@ -60,6 +62,32 @@ impl Model for KvModel {
                 (KvOutput::Done, None)
             }
             _ => unchanged(),
+        }
+    }
+}
+
+/// Short enough to label a bar on a timeline: `cas c1-3→c2-5`.
+impl fmt::Display for KvInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvInput::Get => write!(f, "get"),
+            KvInput::Set(v) => write!(f, "set {v}"),
+            KvInput::Create(v) => write!(f, "create {v}"),
+            KvInput::Update(v) => write!(f, "update {v}"),
+            KvInput::CompareAndSwap { prev, value } => write!(f, "cas {prev}→{value}"),
+            KvInput::Delete => write!(f, "delete"),
+            KvInput::CompareAndDelete { prev } => write!(f, "cad {prev}"),
+        }
+    }
+}
+
+impl fmt::Display for KvOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOutput::Value(Some(v)) => write!(f, "{v}"),
+            KvOutput::Value(None) => write!(f, "not found"),
+            KvOutput::Done => write!(f, "done"),
+            KvOutput::Refused => write!(f, "refused"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! the search small: linearizability is compositional.
 
 pub mod kv;
+pub mod timeline;
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -44,8 +45,16 @@ pub enum Verdict {
     Linearizable,
     /// No order explains the answers. The operations are listed by index; `longest` is the
     /// longest prefix of an order found before the search gave up, to help read the failure.
+    /// Where it got that deep, some operation had to take effect by its return (`overdue`) and
+    /// none of the operations that could go next (`stuck`, `overdue` among them) could: the
+    /// model refused each one's answer there, or placing it led only to states already known
+    /// to fail. These are the operations to look at first.
     NotLinearizable {
         longest: Vec<usize>,
+        stuck: Vec<usize>,
+        /// Always set (the search fails only at a return); an `Option` rather than an invented
+        /// index for the branch that cannot be reached.
+        overdue: Option<usize>,
     },
     /// The search was stopped after `steps` steps without an answer.
     GaveUp {
@@ -150,6 +159,10 @@ pub fn check<M: Model>(
     // Linearized operations, with the state before each.
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut longest: Vec<usize> = Vec::new();
+    // What the search tried right after reaching `longest`, until the first return there:
+    // no pop can come in between, so that return is met in exactly the state after `longest`.
+    let mut stuck: Vec<usize> = Vec::new();
+    let mut overdue: Option<usize> = None;
     let mut at = first;
     let mut steps = 0u64;
 
@@ -160,7 +173,11 @@ pub fn check<M: Model>(
         }
         if at == HEAD {
             // Nothing left to try at this level: only reachable through a return below.
-            return Verdict::NotLinearizable { longest };
+            return Verdict::NotLinearizable {
+                longest,
+                stuck,
+                overdue,
+            };
         }
         let event = list.events[at];
         if event.is_call {
@@ -174,6 +191,8 @@ pub fn check<M: Model>(
                     stack.push((event.op, std::mem::replace(&mut state, after)));
                     if stack.len() > longest.len() {
                         longest = stack.iter().map(|(op, _)| *op).collect();
+                        stuck.clear();
+                        overdue = None;
                     }
                     list.unlink(list.call_at[event.op], &mut first);
                     list.unlink(list.ret_at[event.op], &mut first);
@@ -184,12 +203,22 @@ pub fn check<M: Model>(
                 }
             }
             if !moved {
+                if overdue.is_none() {
+                    stuck.push(event.op);
+                }
                 at = list.next[at];
             }
         } else {
             // A return of an operation not yet linearized: undo the most recent choice.
+            if overdue.is_none() {
+                overdue = Some(event.op);
+            }
             let Some((op, before)) = stack.pop() else {
-                return Verdict::NotLinearizable { longest };
+                return Verdict::NotLinearizable {
+                    longest,
+                    stuck,
+                    overdue,
+                };
             };
             linearized[op / 64] &= !(1 << (op % 64));
             state = before;

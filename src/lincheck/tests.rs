@@ -83,6 +83,64 @@ fn reads_cannot_go_back_in_time() {
     assert!(!linearizable(&history));
 }
 
+/// The operations a failure names: the longest order found, and what could not follow it.
+fn failure(ops: &[Op]) -> (Vec<usize>, Vec<usize>, Option<usize>) {
+    match verdict(ops) {
+        Verdict::NotLinearizable {
+            longest,
+            stuck,
+            overdue,
+        } => (longest, stuck, overdue),
+        other => panic!("expected a violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_stale_read_is_named_as_the_operation_that_could_not_go_next() {
+    let history = [
+        op(0, 10, set("x"), Out::Done),
+        op(1, 2, In::Get, read(Some("x"))),
+        op(3, 4, In::Get, read(None)),
+    ];
+    assert_eq!(failure(&history), (vec![0, 1], vec![2], Some(2)));
+}
+
+#[test]
+fn of_two_winning_compare_and_swaps_the_second_is_named() {
+    let cas = |call, ret, value: &str| {
+        op(
+            call,
+            ret,
+            In::CompareAndSwap {
+                prev: "0".into(),
+                value: value.into(),
+            },
+            Out::Done,
+        )
+    };
+    let history = [
+        op(0, 1, set("0"), Out::Done),
+        cas(2, 5, "1"),
+        cas(3, 6, "2"),
+        op(7, 8, In::Get, read(Some("2"))),
+    ];
+    // Set, then the first swap; the second swap's answer is impossible after it, and it
+    // returned before anything else could go.
+    assert_eq!(failure(&history), (vec![0, 1], vec![2], Some(2)));
+}
+
+#[test]
+fn every_operation_that_could_go_next_is_named() {
+    // After the write, both reads could go next and neither can: both are named, and the one
+    // that returns first is where the search turned back.
+    let history = [
+        op(0, 1, set("x"), Out::Done),
+        op(2, 6, In::Get, read(Some("y"))),
+        op(3, 5, In::Get, read(None)),
+    ];
+    assert_eq!(failure(&history), (vec![0], vec![1, 2], Some(2)));
+}
+
 #[test]
 fn two_creates_cannot_both_win() {
     let history = [
@@ -268,7 +326,13 @@ proptest! {
         prop_assume!(!pairs.is_empty());
         let (read_at, value) = pick.get(&pairs).clone();
         history[read_at].output = Some(Out::Value(Some(value)));
-        let caught = matches!(verdict(&history), Verdict::NotLinearizable { .. });
-        prop_assert!(caught);
+        let Verdict::NotLinearizable { longest, stuck, overdue } = verdict(&history) else {
+            return Err(TestCaseError::fail("the read from the future was not caught"));
+        };
+        // What it names is consistent: the overdue operation is one that could not go next,
+        // and none of those is in the order found.
+        let overdue = overdue.expect("a failure names where the search turned back");
+        prop_assert!(stuck.contains(&overdue));
+        prop_assert!(stuck.iter().all(|op| !longest.contains(op)));
     }
 }
