@@ -4,8 +4,9 @@
 //! other by name (`member-<n>`, a simulated DNS record) as real ones do; clients reach them only
 //! over simulated TCP.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ struct Registry {
     up: BTreeMap<u64, Member>,
     /// Members that could not start, with why (a healthy disk must always start).
     failed_starts: Vec<(u64, String)>,
+    /// Members whose data was damaged at rest: they may refuse to start.
+    damaged: BTreeSet<u64>,
 }
 
 /// One simulated machine.
@@ -346,8 +349,48 @@ impl Cluster {
         lock(&self.registry).up.keys().copied().collect()
     }
 
+    /// Members that could not start, with why; a member whose data was damaged at rest may
+    /// refuse, and is not listed.
     pub fn failed_starts(&self) -> Vec<(u64, String)> {
-        lock(&self.registry).failed_starts.clone()
+        let registry = lock(&self.registry);
+        registry
+            .failed_starts
+            .iter()
+            .filter(|(id, _)| !registry.damaged.contains(id))
+            .cloned()
+            .collect()
+    }
+
+    /// Why member `id` last failed to start, if it did.
+    pub fn failed_start(&self, id: u64) -> Option<String> {
+        let registry = lock(&self.registry);
+        registry
+            .failed_starts
+            .iter()
+            .rev()
+            .find(|(failed, _)| *failed == id)
+            .map(|(_, why)| why.clone())
+    }
+
+    /// Flips one bit, durably, somewhere in what member `id` wrote to its log and snapshots
+    /// (the member should be down); says where. From now on it may refuse to start.
+    pub fn damage_at_rest(&self, id: u64) -> Option<String> {
+        let disk = self.disk(id);
+        let files = disk.written_under(Path::new("/data/member"));
+        let total: usize = files.iter().map(|(_, len)| len).sum();
+        if total == 0 {
+            return None;
+        }
+        lock(&self.registry).damaged.insert(id);
+        let mut at = madsim::rand::thread_rng().gen_range(0..total);
+        for (path, len) in files {
+            if at < len {
+                disk.corrupt(&path, at);
+                return Some(format!("{} byte {at}", path.display()));
+            }
+            at -= len;
+        }
+        None
     }
 
     /// Stops a member dead: its tasks end wherever they are, its connections reset.

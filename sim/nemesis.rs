@@ -48,9 +48,13 @@ pub enum Fault {
     DiskFull,
     /// A member's fsyncs stall for up to two seconds each.
     SlowDisk,
+    /// A bit flips in a down member's log or snapshot files. It must start and serve nothing
+    /// damaged, or refuse to start; then it is replaced by an empty member (repaired from its
+    /// peers).
+    BitRot,
 }
 
-pub const ALL: [Fault; 16] = [
+pub const ALL: [Fault; 17] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -67,6 +71,7 @@ pub const ALL: [Fault; 16] = [
     Fault::ResetLarge,
     Fault::DiskFull,
     Fault::SlowDisk,
+    Fault::BitRot,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -236,6 +241,25 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                     note(fault, format!("VIOLATION member {id} {trouble}"));
                 }
                 cluster.disk(id).set_room(None);
+            }
+            Fault::BitRot => {
+                let id = pick(&ids);
+                cluster.kill(id);
+                let Some(where_) = cluster.damage_at_rest(id) else {
+                    cluster.restart(id);
+                    continue;
+                };
+                note(fault, format!("a bit of {id} flips at {where_}"));
+                cluster.restart(id);
+                madsim::time::sleep(hold).await;
+                if cluster.member(id).is_none() {
+                    if let Some(why) = cluster.failed_start(id) {
+                        note(fault, format!("{id} refused to start: {why}"));
+                        for what in crate::reconfigure::replace_damaged(&cluster, id).await {
+                            note(fault, what);
+                        }
+                    }
+                }
             }
             Fault::DiskError => {
                 let id = pick(&ids);

@@ -44,11 +44,34 @@ async fn replace_one(
     if ids.len() < 3 {
         return true;
     }
-    let mut certain = true;
     let (victim, missed) = {
         let mut rng = madsim::rand::thread_rng();
         (ids[rng.gen_range(0..ids.len())], rng.gen_bool(0.5))
     };
+    replace(cluster, client, victim, missed, done).await
+}
+
+/// Replaces a member whose data was damaged and refused to start, as an operator would:
+/// removed, and a new, empty member added in its place, which copies the data from its peers.
+pub async fn replace_damaged(cluster: &Cluster, victim: u64) -> Vec<String> {
+    let mut client = workload::connect(cluster);
+    let mut done = Vec::new();
+    if !replace(cluster, &mut client, victim, false, &mut done).await {
+        done.extend(reconcile(cluster, &mut client).await);
+    }
+    done
+}
+
+/// Removes `victim` (killed first if `missed`, so that it misses its removal) and adds a new
+/// member; `false` when some step's outcome is unknown.
+async fn replace(
+    cluster: &Cluster,
+    client: &mut Client<SimHost>,
+    victim: u64,
+    missed: bool,
+    done: &mut Vec<String>,
+) -> bool {
+    let mut certain = true;
     if missed {
         // Down while it is removed: it learns of its removal only when a peer tells it (410).
         cluster.kill(victim);

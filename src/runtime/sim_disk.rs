@@ -335,6 +335,17 @@ impl SimDisk {
         }
     }
 
+    /// The files under `dir` (at any depth) and how many bytes of each were ever written
+    /// (a preallocated tail not counted): where damage at rest can land.
+    pub fn written_under(&self, dir: &Path) -> Vec<(PathBuf, usize)> {
+        self.state()
+            .files
+            .iter()
+            .filter(|(path, file)| path.starts_with(dir) && !file.now.bytes.is_empty())
+            .map(|(path, file)| (path.clone(), file.now.bytes.len()))
+            .collect()
+    }
+
     /// A file's length as reads see it.
     pub fn len(&self, path: &Path) -> Option<usize> {
         self.state().files.get(path).map(|f| index(f.now.len))
