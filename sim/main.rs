@@ -8,6 +8,8 @@
 
 mod clock;
 mod cluster;
+mod dirs;
+mod history;
 mod membership;
 mod nemesis;
 mod network;
@@ -17,4 +19,5 @@ mod run;
 mod scenarios;
 mod seeds;
 mod store_replay;
+mod versions;
 mod workload;
