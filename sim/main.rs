@@ -8,6 +8,8 @@
 
 mod clock;
 mod cluster;
+mod dirs;
+mod history;
 mod membership;
 mod nemesis;
 mod network;
@@ -18,4 +20,5 @@ mod scenarios;
 mod seeds;
 mod store_replay;
 mod timeline_file;
+mod versions;
 mod workload;

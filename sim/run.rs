@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
-use etcd::lincheck::{self, kv::KvModel, Verdict};
+use etcd::lincheck::{self, dir::DirModel, kv::KvModel, Model, Verdict};
 use etcd::node::Role;
 
 use crate::cluster::{Cluster, Options};
+use crate::dirs::DIRS;
+use crate::history::{History, Recorded, Tally};
 use crate::nemesis::{self, Fault, FaultLog};
-use crate::workload::{self, History, KEYS};
+use crate::workload::{self, KEYS};
 
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -33,6 +35,8 @@ pub struct Report {
     pub faults: usize,
     /// Faults injected, by kind.
     pub fault_kinds: BTreeMap<String, usize>,
+    /// Client operations sent, by kind, and how they ended.
+    pub op_kinds: BTreeMap<String, Tally>,
     pub simulated: Duration,
 }
 
@@ -143,6 +147,9 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
             for key in KEYS {
                 workload::checked_read(&mut client, reader, key, &history, start).await;
             }
+            for dir in DIRS {
+                crate::dirs::checked_list(&mut client, reader, dir, &history, start).await;
+            }
         }
     });
     reads
@@ -172,45 +179,11 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
         return Err(format!("invariants broken: {problems:?}"));
     }
 
-    // Linearizability, key by key.
+    // Linearizability, object by object.
     let ops = history.ops();
-    let mut by_key: BTreeMap<&str, (Vec<u64>, Vec<_>)> = BTreeMap::new();
-    for r in &ops {
-        let (clients, key_ops) = by_key.entry(r.key.as_str()).or_default();
-        clients.push(r.client);
-        key_ops.push(r.op.clone());
-    }
-    for (key, (clients, key_ops)) in &by_key {
-        let verdict = lincheck::check(
-            &KvModel,
-            key_ops,
-            std::env::var("SIM_LINCHECK_STEPS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(5_000_000),
-        );
-        match &verdict {
-            Verdict::Linearizable => {}
-            Verdict::NotLinearizable { longest, stuck, .. } => {
-                let timeline = crate::timeline_file::write(key, clients, key_ops, &verdict);
-                return Err(format!(
-                    "history of {key} is not linearizable ({} ops; longest order found: {longest:?}; none of {stuck:?} could follow it)\n{timeline}\n{key_ops:#?}\nfaults: {:#?}",
-                    key_ops.len(),
-                    log.lock().unwrap()
-                ));
-            }
-            Verdict::GaveUp { steps } => {
-                let unknown = key_ops.iter().filter(|op| op.ret.is_none()).count();
-                if std::env::var_os("SIM_DUMP").is_some() {
-                    eprintln!("{key_ops:#?}");
-                }
-                return Err(format!(
-                    "checking {key} gave up after {steps} steps ({} ops, {unknown} of unknown outcome)",
-                    key_ops.len()
-                ));
-            }
-        }
-    }
+    let dir_ops = history.dir_ops();
+    check_objects(&KvModel, &ops, &log)?;
+    check_objects(&DirModel, &dir_ops, &log)?;
 
     // Every member applied the same entries, so every store is the same. Images are taken
     // in one simulated instant; TTL expiry may still be committing, so wait for a moment
@@ -268,12 +241,61 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
     }
     Ok(Report {
         trace: trace.finish(),
-        checked_ops: ops.len(),
+        checked_ops: ops.len() + dir_ops.len(),
         acknowledged: history.acknowledged(),
         faults,
         fault_kinds,
+        op_kinds: history.tally(),
         simulated: clock::now() - start,
     })
+}
+
+/// Checks the history of each object (a key, a directory) on its own against `model`.
+fn check_objects<M>(
+    model: &M,
+    recorded: &[Recorded<M::Input, M::Output>],
+    log: &FaultLog,
+) -> Result<(), String>
+where
+    M: Model,
+    M::Input: Clone + std::fmt::Debug + std::fmt::Display,
+    M::Output: Clone + std::fmt::Debug + std::fmt::Display,
+{
+    let mut by_key: BTreeMap<&str, (Vec<u64>, Vec<_>)> = BTreeMap::new();
+    for r in recorded {
+        let (clients, key_ops) = by_key.entry(r.key.as_str()).or_default();
+        clients.push(r.client);
+        key_ops.push(r.op.clone());
+    }
+    let max_steps = std::env::var("SIM_LINCHECK_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000_000);
+    for (key, (clients, key_ops)) in &by_key {
+        let verdict = lincheck::check(model, key_ops, max_steps);
+        match &verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable { longest, stuck, .. } => {
+                let timeline = crate::timeline_file::write(key, clients, key_ops, &verdict);
+                return Err(format!(
+                    "history of {key} is not linearizable ({} ops; longest order found: {longest:?}; none of {stuck:?} could follow it)\n{timeline}\n{key_ops:#?}\nfaults: {:#?}",
+                    key_ops.len(),
+                    log.lock().unwrap()
+                ));
+            }
+            Verdict::GaveUp { steps } => {
+                let unknown = key_ops.iter().filter(|op| op.ret.is_none()).count();
+                if std::env::var_os("SIM_DUMP").is_some() {
+                    eprintln!("{key_ops:#?}");
+                }
+                return Err(format!(
+                    "checking {key} gave up after {steps} steps ({} ops, {unknown} of unknown outcome)",
+                    key_ops.len()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A member removed from the cluster stops once it hears of it, even when it was down or

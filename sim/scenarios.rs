@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::Options;
+use crate::history::Tally;
 use crate::nemesis::Fault;
 use crate::run::{run, Plan};
 use crate::seeds::for_each_seed;
@@ -33,6 +34,7 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
     let wall = std::time::Instant::now();
     let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
     let kinds = Mutex::new(std::collections::BTreeMap::<String, usize>::new());
+    let op_kinds = Mutex::new(std::collections::BTreeMap::<String, Tally>::new());
     let outcome = for_each_seed(name, 100, |seed| {
         let report = must_pass(seed_base + seed, plan);
         let mut t = totals.lock().unwrap();
@@ -43,6 +45,9 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
         for (kind, n) in report.fault_kinds {
             *kinds.lock().unwrap().entry(kind).or_default() += n;
         }
+        for (kind, tally) in report.op_kinds {
+            op_kinds.lock().unwrap().entry(kind).or_default().add(tally);
+        }
     });
     let (runs, simulated, ops, faults) = *totals.lock().unwrap();
     let wall = wall.elapsed();
@@ -52,14 +57,22 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
         .iter()
         .map(|(kind, n)| format!("{kind} {n}"))
         .collect();
+    let op_kinds: Vec<String> = op_kinds
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(kind, t)| format!("{kind} {}/{}/{}", t.done, t.refused, t.unknown))
+        .collect();
     eprintln!(
         "{name}: {runs} runs, {:.0} simulated s, {ops} checked ops, {faults} faults in {:.1} s wall \
-         ({:.0} runs/min, {:.0} simulated s per wall s); faults by kind: {}",
+         ({:.0} runs/min, {:.0} simulated s per wall s); faults by kind: {}; \
+         ops by kind (done/refused/unknown): {}",
         simulated.as_secs_f64(),
         wall.as_secs_f64(),
         runs as f64 * 60.0 / wall.as_secs_f64(),
         simulated.as_secs_f64() / wall.as_secs_f64(),
-        kinds.join(", ")
+        kinds.join(", "),
+        op_kinds.join(", ")
     );
     outcome.unwrap_or_else(|failed| panic!("{failed}"));
 }

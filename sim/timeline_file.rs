@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use etcd::lincheck::kv::{KvInput, KvOutput};
 use etcd::lincheck::timeline::Timeline;
 use etcd::lincheck::{Operation, Verdict};
 
@@ -11,10 +10,10 @@ use crate::seeds::{self, TIMELINE};
 
 /// Writes the timeline of `key` (`clients[i]` made `ops[i]`) and returns the failure's line
 /// that names it.
-pub fn write(
+pub fn write<I: std::fmt::Display, O: std::fmt::Display>(
     key: &str,
     clients: &[u64],
-    ops: &[Operation<KvInput, KvOutput>],
+    ops: &[Operation<I, O>],
     verdict: &Verdict,
 ) -> String {
     // The simulation's own seed: a scenario may offset the seed it was given.

@@ -1,13 +1,13 @@
-//! Simulated clients: a mix of v2 operations on a few shared keys, sent over simulated TCP
-//! through the project's own client library (its failover included), every call recorded with
-//! when it started, when (or whether) it returned and what it was told.
+//! Simulated clients: a mix of v2 operations on a few shared keys and directories, sent over
+//! simulated TCP through the project's own client library (its failover included), every call
+//! recorded with when it started, when (or whether) it returned and what it was told.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
+use crate::dirs;
+use crate::history::{Ending, History};
+use crate::versions::Versions;
 use etcd::client::keys::{self, DeleteOptions, GetOptions, PrevExist, SetOptions};
 use etcd::client::{Client, ClientError};
 use etcd::lincheck::kv::{KvInput, KvOutput};
@@ -20,55 +20,6 @@ use crate::cluster::Cluster;
 
 /// Keys every client fights over; their histories are checked for linearizability.
 pub const KEYS: [&str; 4] = ["/k0", "/k1", "/k2", "/k3"];
-
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub key: String,
-    /// Which client made it: its lane on a failure's timeline.
-    pub client: u64,
-    pub op: Operation<KvInput, KvOutput>,
-}
-
-#[derive(Clone, Default)]
-pub struct History {
-    ops: Arc<Mutex<Vec<Recorded>>>,
-    /// Acknowledged operations of any kind (checked ones and the rest).
-    acknowledged: Arc<Mutex<u64>>,
-}
-
-impl History {
-    pub fn record(&self, key: &str, client: u64, op: Operation<KvInput, KvOutput>) {
-        self.ops.lock().unwrap().push(Recorded {
-            key: key.to_owned(),
-            client,
-            op,
-        });
-    }
-
-    pub fn ops(&self) -> Vec<Recorded> {
-        self.ops.lock().unwrap().clone()
-    }
-
-    pub fn acknowledge(&self) {
-        *self.acknowledged.lock().unwrap() += 1;
-    }
-
-    pub fn acknowledged(&self) -> u64 {
-        *self.acknowledged.lock().unwrap()
-    }
-
-    /// A digest of everything the clients saw, in order: equal for equal runs.
-    pub fn digest(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        for r in self.ops.lock().unwrap().iter() {
-            r.key.hash(&mut h);
-            (r.op.call, r.op.ret).hash(&mut h);
-            r.op.input.hash(&mut h);
-            r.op.output.hash(&mut h);
-        }
-        h.finish()
-    }
-}
 
 pub fn nanos_since(start: Duration) -> u64 {
     clock::now().saturating_sub(start).as_nanos() as u64
@@ -104,6 +55,21 @@ fn read_outcome(result: &Result<keys::Response, ClientError>) -> Option<KvOutput
     }
 }
 
+/// Whether an etcd error is the store's or the request's, so the request certainly changed
+/// nothing; from 300 up they are the server's (a proposal that timed out, say).
+pub fn is_store_error(code: u64) -> bool {
+    code < 300
+}
+
+/// How a sent operation ended, for the tally.
+pub fn ending<T>(result: &Result<T, ClientError>) -> Ending {
+    match result {
+        Ok(_) => Ending::Done,
+        Err(ClientError::Etcd(e)) if is_store_error(e.code) => Ending::Refused,
+        Err(_) => Ending::Unknown,
+    }
+}
+
 /// A client of the whole cluster, as an application would make one: every member's client
 /// URL, in an order of its own.
 pub fn connect(cluster: &Cluster) -> Client<SimHost> {
@@ -126,20 +92,24 @@ pub fn connect_to(endpoints: Vec<String>) -> Client<SimHost> {
     Client::on(SimHost::new(Duration::ZERO), config).expect("the members' URLs are valid")
 }
 
-/// Runs a quorum read of `key` and records it as client `client_id`'s.
+/// Runs a quorum read of `key` and records it as client `client_id`'s; the answer, when
+/// there was one.
 pub async fn checked_read(
     client: &mut Client<SimHost>,
     client_id: u64,
     key: &str,
     history: &History,
     start: Duration,
-) {
+) -> Option<keys::Response> {
     let call = nanos_since(start);
     let options = GetOptions {
         quorum: true,
         ..GetOptions::default()
     };
     let result = keys::get(client, key, &options).await;
+    if !matches!(result, Err(ClientError::Unreachable(_))) {
+        history.count("get", ending(&result));
+    }
     if let Some(output) = read_outcome(&result) {
         history.record(
             key,
@@ -152,6 +122,7 @@ pub async fn checked_read(
             },
         );
     }
+    result.ok()
 }
 
 /// One client: operations until `until`.
@@ -163,6 +134,7 @@ pub async fn client(
     until: Duration,
 ) {
     let mut http = connect(&cluster);
+    let mut versions = Versions::default();
     let mut n = 0u64;
     while clock::now() < until {
         n += 1;
@@ -171,101 +143,198 @@ pub async fn client(
             let _ = http.sync().await;
         }
         let value = format!("c{client}-{n}");
-        let (key, kind, prev) = {
+        let (kind, key) = {
             let mut rng = madsim::rand::thread_rng();
-            let key = KEYS[rng.gen_range(0..KEYS.len())];
-            let prev = format!("c{}-{}", rng.gen_range(0..4), rng.gen_range(1..=n.max(1)));
-            (key, rng.gen_range(0..100), prev)
+            (rng.gen_range(0..100), KEYS[rng.gen_range(0..KEYS.len())])
         };
-        if kind < 25 {
-            checked_read(&mut http, client, key, &history, start).await;
-        } else if kind < 88 {
-            let set = |prev_exist, prev_value: &str| SetOptions {
-                prev_exist,
-                prev_value: prev_value.to_owned(),
-                ..SetOptions::default()
-            };
-            let call = nanos_since(start);
-            let (input, result) = match kind {
-                25..=44 => (
-                    KvInput::Set(value.clone()),
-                    keys::set(&mut http, key, &value, &set(PrevExist::Ignore, "")).await,
-                ),
-                45..=54 => (
-                    KvInput::Create(value.clone()),
-                    keys::set(&mut http, key, &value, &set(PrevExist::NoExist, "")).await,
-                ),
-                55..=64 => (
-                    KvInput::Update(value.clone()),
-                    keys::set(&mut http, key, &value, &set(PrevExist::Exist, "")).await,
-                ),
-                65..=76 => (
-                    KvInput::CompareAndSwap {
-                        prev: prev.clone(),
-                        value: value.clone(),
-                    },
-                    keys::set(&mut http, key, &value, &set(PrevExist::Ignore, &prev)).await,
-                ),
-                77..=82 => (
-                    KvInput::Delete,
-                    keys::delete(&mut http, key, &DeleteOptions::default()).await,
-                ),
-                _ => (
-                    KvInput::CompareAndDelete { prev: prev.clone() },
-                    keys::delete(
-                        &mut http,
-                        key,
-                        &DeleteOptions {
-                            prev_value: prev,
-                            ..DeleteOptions::default()
-                        },
-                    )
-                    .await,
-                ),
-            };
-            // A write never sent is certainly not applied: nothing to check.
-            if !matches!(result, Err(ClientError::Unreachable(_))) {
-                let output = write_outcome(&result);
-                if output.is_some() {
-                    history.acknowledge();
-                }
-                history.record(
-                    key,
-                    client,
-                    Operation {
-                        call,
-                        ret: output.as_ref().map(|_| nanos_since(start)),
-                        input,
-                        output,
-                    },
-                );
+        if kind < 78 {
+            let op = KeyOp::choose(key, &value, client, n, &versions);
+            if let Some(response) = op.run(&mut http, client, key, &history, start).await {
+                versions.learn(key, &response);
             }
+        } else if kind < 90 {
+            dirs::operation(&mut http, client, &value, &history, start).await;
         } else {
-            // Traffic the checker does not model: TTL keys (expired by the leader's Sync),
-            // in-order keys and plain local reads.
-            let ttl = madsim::rand::thread_rng().gen_range(1..3);
-            let result = match kind {
-                88..=93 => {
-                    let options = SetOptions {
-                        ttl,
-                        ..SetOptions::default()
-                    };
-                    keys::set(&mut http, &format!("/ttl/{client}"), &value, &options).await
-                }
-                94..=96 => keys::create_in_order(&mut http, "/queue", &value, 0).await,
-                _ => {
-                    let options = GetOptions {
-                        recursive: true,
-                        ..GetOptions::default()
-                    };
-                    keys::get(&mut http, "/ttl", &options).await
-                }
-            };
-            if result.is_ok() {
-                history.acknowledge();
-            }
+            unchecked(&mut http, client, &value, &history).await;
         }
         let pause = madsim::rand::thread_rng().gen_range(0..30);
         madsim::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// One checked operation on a key.
+enum KeyOp {
+    Read,
+    Write(KvInput),
+}
+
+impl KeyOp {
+    /// A random operation writing `value` (unique to this write); compares name either a
+    /// value some client may have written (by `prevValue`) or a version this client learned
+    /// of (by `prevIndex`).
+    fn choose(key: &str, value: &str, client: u64, n: u64, versions: &Versions) -> KeyOp {
+        let mut rng = madsim::rand::thread_rng();
+        let value = value.to_owned();
+        let prev = format!("c{}-{}", rng.gen_range(0..4), rng.gen_range(1..=n.max(1)));
+        // Distinct per client and operation, so a made-up index is never another's.
+        let at = versions.pick(key, &mut rng, client << 32 | n);
+        // Now and then `prevValue` as well: mostly the value the index names, so both match.
+        let also = match rng.gen_range(0..10) {
+            0..=1 => Some(at.value.clone().unwrap_or_else(|| prev.clone())),
+            2 => Some(prev.clone()),
+            _ => None,
+        };
+        KeyOp::Write(match rng.gen_range(0..100) {
+            0..=25 => return KeyOp::Read,
+            26..=43 => KvInput::Set(value),
+            44..=52 => KvInput::Create(value),
+            53..=61 => KvInput::Update(value),
+            62..=71 => KvInput::CompareAndSwap { prev, value },
+            72..=83 => KvInput::CompareAndSwapIndex {
+                at,
+                prev: also,
+                value,
+            },
+            84..=89 => KvInput::Delete,
+            90..=93 => KvInput::CompareAndDelete { prev },
+            _ => KvInput::CompareAndDeleteIndex { at, prev: also },
+        })
+    }
+
+    /// Sends it and records it; the answer, when there was one, to learn versions from.
+    async fn run(
+        self,
+        http: &mut Client<SimHost>,
+        client: u64,
+        key: &str,
+        history: &History,
+        start: Duration,
+    ) -> Option<keys::Response> {
+        let input = match self {
+            KeyOp::Read => return checked_read(http, client, key, history, start).await,
+            KeyOp::Write(input) => input,
+        };
+        let call = nanos_since(start);
+        let result = send(http, key, &input).await;
+        // A write never sent is certainly not applied: nothing to check.
+        if matches!(result, Err(ClientError::Unreachable(_))) {
+            return None;
+        }
+        history.count(kind_of(&input), ending(&result));
+        let output = write_outcome(&result);
+        if output.is_some() {
+            history.acknowledge();
+        }
+        history.record(
+            key,
+            client,
+            Operation {
+                call,
+                ret: output.as_ref().map(|_| nanos_since(start)),
+                input,
+                output,
+            },
+        );
+        result.ok()
+    }
+}
+
+/// The request a write asks for, as an application would send it.
+async fn send(
+    http: &mut Client<SimHost>,
+    key: &str,
+    input: &KvInput,
+) -> Result<keys::Response, ClientError> {
+    // What the request compares: `prevValue` (empty: not sent) and `prevIndex` (0: not sent).
+    let (prev, prev_index) = match input {
+        KvInput::CompareAndSwap { prev, .. } | KvInput::CompareAndDelete { prev } => {
+            (Some(prev.as_str()), 0)
+        }
+        KvInput::CompareAndSwapIndex { at, prev, .. }
+        | KvInput::CompareAndDeleteIndex { at, prev } => (prev.as_deref(), at.index),
+        _ => (None, 0),
+    };
+    let prev_value = prev.unwrap_or_default().to_owned();
+    match input {
+        KvInput::Get => unreachable!("reads are sent by `checked_read`"),
+        KvInput::Delete
+        | KvInput::CompareAndDelete { .. }
+        | KvInput::CompareAndDeleteIndex { .. } => {
+            let options = DeleteOptions {
+                prev_value,
+                prev_index,
+                ..DeleteOptions::default()
+            };
+            keys::delete(http, key, &options).await
+        }
+        KvInput::Set(value)
+        | KvInput::Create(value)
+        | KvInput::Update(value)
+        | KvInput::CompareAndSwap { value, .. }
+        | KvInput::CompareAndSwapIndex { value, .. } => {
+            let prev_exist = match input {
+                KvInput::Create(_) => PrevExist::NoExist,
+                KvInput::Update(_) => PrevExist::Exist,
+                _ => PrevExist::Ignore,
+            };
+            let options = SetOptions {
+                prev_exist,
+                prev_value,
+                prev_index,
+                ..SetOptions::default()
+            };
+            keys::set(http, key, value, &options).await
+        }
+    }
+}
+
+/// The name a write is tallied under.
+fn kind_of(input: &KvInput) -> &'static str {
+    match input {
+        KvInput::Get => "get",
+        KvInput::Set(_) => "set",
+        KvInput::Create(_) => "create",
+        KvInput::Update(_) => "update",
+        KvInput::CompareAndSwap { .. } => "cas",
+        KvInput::CompareAndSwapIndex { prev: None, .. } => "cas-index",
+        KvInput::CompareAndSwapIndex { .. } => "cas-index+value",
+        KvInput::Delete => "delete",
+        KvInput::CompareAndDelete { .. } => "cad",
+        KvInput::CompareAndDeleteIndex { prev: None, .. } => "cad-index",
+        KvInput::CompareAndDeleteIndex { .. } => "cad-index+value",
+    }
+}
+
+/// Traffic the checker does not model: TTL keys (expired by the leader's Sync), in-order keys
+/// and plain local reads.
+async fn unchecked(http: &mut Client<SimHost>, client: u64, value: &str, history: &History) {
+    let (kind, ttl) = {
+        let mut rng = madsim::rand::thread_rng();
+        (rng.gen_range(0..12), rng.gen_range(1..3))
+    };
+    let (name, result) = match kind {
+        0..=5 => {
+            let options = SetOptions {
+                ttl,
+                ..SetOptions::default()
+            };
+            let key = format!("/ttl/{client}");
+            ("ttl-set", keys::set(http, &key, value, &options).await)
+        }
+        6..=8 => (
+            "in-order",
+            keys::create_in_order(http, "/queue", value, 0).await,
+        ),
+        _ => {
+            let options = GetOptions {
+                recursive: true,
+                ..GetOptions::default()
+            };
+            ("local-get", keys::get(http, "/ttl", &options).await)
+        }
+    };
+    history.count(name, ending(&result));
+    if result.is_ok() {
+        history.acknowledge();
     }
 }

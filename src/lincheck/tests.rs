@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 
-use super::kv::{KvInput as In, KvModel, KvOutput as Out};
+use super::kv::{IndexedValue, KvInput as In, KvModel, KvOutput as Out};
 use super::*;
 
 type Op = Operation<In, Out>;
@@ -233,6 +233,243 @@ fn deletes_and_compare_and_delete_follow_the_model() {
     ]));
 }
 
+fn at(index: u64, value: Option<&str>) -> IndexedValue {
+    IndexedValue {
+        index,
+        value: value.map(str::to_owned),
+    }
+}
+
+fn swap_at(index: u64, value_there: Option<&str>, value: &str) -> In {
+    In::CompareAndSwapIndex {
+        at: at(index, value_there),
+        prev: None,
+        value: value.into(),
+    }
+}
+
+#[test]
+fn a_compare_and_swap_by_index_passes_only_while_the_key_holds_that_write() {
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, swap_at(1, Some("x"), "y"), Out::Done),
+        // "x" was at index 1; the key has moved on, so index 1 is stale now.
+        op(4, 5, swap_at(1, Some("x"), "z"), Out::Refused),
+        op(6, 7, In::Get, read(Some("y"))),
+    ]));
+    let stale_index_wins = [
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, set("y"), Out::Done),
+        op(4, 5, swap_at(1, Some("x"), "z"), Out::Done),
+    ];
+    assert!(!linearizable(&stale_index_wins));
+    let current_index_refused = [
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, swap_at(1, Some("x"), "y"), Out::Refused),
+    ];
+    assert!(!linearizable(&current_index_refused));
+}
+
+#[test]
+fn an_index_nothing_was_written_at_never_matches() {
+    let made_up = 1 << 50;
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, swap_at(made_up, None, "y"), Out::Refused),
+        op(
+            4,
+            5,
+            In::CompareAndDeleteIndex {
+                at: at(made_up, None),
+                prev: None
+            },
+            Out::Refused
+        ),
+        op(6, 7, In::Get, read(Some("x"))),
+    ]));
+    assert!(!linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, swap_at(made_up, None, "y"), Out::Done),
+    ]));
+}
+
+#[test]
+fn a_compare_by_index_and_value_needs_both_to_match() {
+    let both = |value: &str| In::CompareAndSwapIndex {
+        at: at(1, Some("x")),
+        prev: Some(value.into()),
+        value: "y".into(),
+    };
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, both("not x"), Out::Refused),
+        op(4, 5, both("x"), Out::Done),
+    ]));
+    assert!(!linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, both("not x"), Out::Done),
+    ]));
+}
+
+#[test]
+fn a_compare_and_delete_by_index_removes_only_that_write() {
+    let delete_at = |index, value: &str| In::CompareAndDeleteIndex {
+        at: at(index, Some(value)),
+        prev: None,
+    };
+    assert!(linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, delete_at(1, "x"), Out::Done),
+        // Gone: a compare on a missing key is refused (etcd's 100).
+        op(4, 5, delete_at(1, "x"), Out::Refused),
+        op(6, 7, In::Get, read(None)),
+    ]));
+    assert!(!linearizable(&[
+        op(0, 1, set("x"), Out::Done),
+        op(2, 3, set("y"), Out::Done),
+        op(4, 5, delete_at(1, "x"), Out::Done),
+    ]));
+}
+
+mod dirs {
+    use super::super::dir::{DirInput as D, DirModel, DirOutput as R};
+    use super::super::*;
+
+    fn op(call: u64, input: D, output: R) -> Operation<D, R> {
+        Operation {
+            call,
+            ret: Some(call + 1),
+            input,
+            output: Some(output),
+        }
+    }
+
+    fn linearizable(ops: &[Operation<D, R>]) -> bool {
+        match check(&DirModel, ops, 1_000_000) {
+            Verdict::Linearizable => true,
+            Verdict::NotLinearizable { .. } => false,
+            Verdict::GaveUp { steps } => panic!("gave up after {steps} steps"),
+        }
+    }
+
+    const NOT_FOUND: R = R::Failed(100);
+    const EXISTS: R = R::Failed(105);
+    const NOT_EMPTY: R = R::Failed(108);
+
+    fn listing(child: Option<&str>) -> R {
+        R::Listing(child.map(str::to_owned))
+    }
+
+    #[test]
+    fn a_directory_with_a_ttl_may_vanish_at_any_moment_or_stay() {
+        for seen in [NOT_FOUND, listing(None)] {
+            assert!(linearizable(&[
+                op(0, D::Mkdir { ttl: true }, R::Done),
+                op(2, D::List, seen),
+            ]));
+        }
+    }
+
+    #[test]
+    fn a_directory_without_a_ttl_stays_until_removed() {
+        assert!(!linearizable(&[
+            op(0, D::Mkdir { ttl: false }, R::Done),
+            op(2, D::List, NOT_FOUND),
+        ]));
+        // Clearing the TTL makes an expiring directory permanent.
+        assert!(!linearizable(&[
+            op(0, D::Mkdir { ttl: true }, R::Done),
+            op(2, D::UpdateDir { ttl: false }, R::Done),
+            op(4, D::List, NOT_FOUND),
+        ]));
+    }
+
+    #[test]
+    fn an_expired_directory_does_not_come_back() {
+        assert!(!linearizable(&[
+            op(0, D::Mkdir { ttl: true }, R::Done),
+            op(2, D::List, NOT_FOUND),
+            op(4, D::List, listing(None)),
+        ]));
+    }
+
+    #[test]
+    fn creating_an_existing_directory_is_refused() {
+        assert!(linearizable(&[
+            op(0, D::Mkdir { ttl: false }, R::Done),
+            op(2, D::Mkdir { ttl: true }, EXISTS),
+        ]));
+        assert!(!linearizable(&[
+            op(0, D::Mkdir { ttl: false }, R::Done),
+            op(2, D::Mkdir { ttl: true }, R::Done),
+        ]));
+    }
+
+    #[test]
+    fn a_child_written_under_a_missing_directory_creates_it_permanent() {
+        assert!(linearizable(&[
+            op(0, D::UpdateDir { ttl: true }, NOT_FOUND),
+            op(2, D::SetChild("a".into()), R::Done),
+            op(4, D::Mkdir { ttl: true }, EXISTS),
+            op(6, D::List, listing(Some("a"))),
+        ]));
+        assert!(!linearizable(&[
+            op(0, D::SetChild("a".into()), R::Done),
+            op(2, D::List, NOT_FOUND),
+        ]));
+    }
+
+    #[test]
+    fn an_expiring_directory_takes_its_child_with_it() {
+        // Under a directory with a TTL the child goes when the directory does, never alone.
+        assert!(linearizable(&[
+            op(0, D::Mkdir { ttl: true }, R::Done),
+            op(2, D::SetChild("a".into()), R::Done),
+            op(4, D::List, NOT_FOUND),
+        ]));
+        assert!(!linearizable(&[
+            op(0, D::Mkdir { ttl: true }, R::Done),
+            op(2, D::SetChild("a".into()), R::Done),
+            op(4, D::List, listing(None)),
+        ]));
+    }
+
+    #[test]
+    fn removing_a_directory_with_a_child_needs_recursive() {
+        assert!(linearizable(&[
+            op(0, D::SetChild("a".into()), R::Done),
+            op(2, D::Rmdir { recursive: false }, NOT_EMPTY),
+            op(4, D::Rmdir { recursive: true }, R::Done),
+            op(6, D::Rmdir { recursive: true }, NOT_FOUND),
+        ]));
+        assert!(!linearizable(&[
+            op(0, D::SetChild("a".into()), R::Done),
+            op(2, D::Rmdir { recursive: false }, R::Done),
+        ]));
+    }
+
+    #[test]
+    fn an_unknown_outcome_may_have_happened_on_any_possible_state() {
+        // The mkdir timed out: it may have made a permanent directory, which then stays.
+        let timed_out = Operation {
+            call: 0,
+            ret: None,
+            input: D::Mkdir { ttl: false },
+            output: None,
+        };
+        assert!(linearizable(&[
+            timed_out.clone(),
+            op(2, D::List, listing(None)),
+            op(4, D::List, listing(None)),
+        ]));
+        assert!(!linearizable(&[
+            timed_out,
+            op(2, D::List, listing(None)),
+            op(4, D::List, NOT_FOUND),
+        ]));
+    }
+}
+
 #[test]
 fn the_step_budget_is_honoured() {
     let history: Vec<Op> = (0..30).map(|i| timed_out(i, set(&i.to_string()))).collect();
@@ -253,15 +490,25 @@ fn linearizable_history(spec: &[(u8, u8, u8, bool)]) -> Vec<Op> {
         let call = u64::from(start) * 10;
         let ret = call + 1 + u64::from(len) * 10;
         let point = call + (u64::from(kind) * 7 + i as u64) % (ret - call);
-        let input = match kind % 6 {
+        let previous = i.saturating_sub(1);
+        let input = match kind % 8 {
             0 => In::Get,
             1 => In::Set(format!("v{i}")),
             2 => In::Create(format!("v{i}")),
             3 => In::CompareAndSwap {
-                prev: format!("v{}", i.saturating_sub(1)),
+                prev: format!("v{previous}"),
                 value: format!("v{i}"),
             },
             4 => In::Delete,
+            5 => In::CompareAndSwapIndex {
+                at: at(previous as u64, Some(&format!("v{previous}"))),
+                prev: (kind % 3 == 0).then(|| format!("v{previous}")),
+                value: format!("v{i}"),
+            },
+            6 => In::CompareAndDeleteIndex {
+                at: at(previous as u64, Some(&format!("v{previous}"))),
+                prev: None,
+            },
             _ => In::Update(format!("v{i}")),
         };
         ops.push(Operation {
@@ -308,7 +555,9 @@ proptest! {
         let mut history = linearizable_history(&spec);
         let written = |op: &Op| match &op.input {
             In::Set(v) | In::Create(v) | In::Update(v) => Some(v.clone()),
-            In::CompareAndSwap { value, .. } => Some(value.clone()),
+            In::CompareAndSwap { value, .. } | In::CompareAndSwapIndex { value, .. } => {
+                Some(value.clone())
+            }
             _ => None,
         };
         let pairs: Vec<(usize, String)> = history
