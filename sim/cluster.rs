@@ -297,6 +297,16 @@ impl Cluster {
         self.machine(id).host.jump_clock(by);
     }
 
+    /// Makes member `id`'s wall clock run `ppm` parts per million fast or slow (0: no more).
+    pub fn drift_clock(&self, id: u64, ppm: i64) {
+        self.machine(id).host.set_drift(ppm);
+    }
+
+    /// Member `id`'s wall-clock error now, in nanoseconds.
+    pub fn clock_error(&self, id: u64) -> i64 {
+        self.machine(id).host.skew_nanos()
+    }
+
     /// Resets every connection member `id` has open.
     pub fn reset_connections(&self, id: u64) {
         self.machine(id).host.reset_connections();

@@ -52,6 +52,8 @@ pub struct History {
     /// Acknowledged operations of any kind (checked ones and the rest).
     acknowledged: Arc<Mutex<u64>>,
     tally: Arc<Mutex<BTreeMap<&'static str, Tally>>>,
+    /// What a client saw that no member may ever show.
+    violations: Arc<Mutex<Vec<String>>>,
 }
 
 impl History {
@@ -77,6 +79,14 @@ impl History {
 
     pub fn dir_ops(&self) -> Vec<Recorded<DirInput, DirOutput>> {
         self.dirs.lock().unwrap().clone()
+    }
+
+    pub fn violation(&self, what: String) {
+        self.violations.lock().unwrap().push(what);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
     }
 
     pub fn acknowledge(&self) {

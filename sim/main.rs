@@ -20,5 +20,6 @@ mod scenarios;
 mod seeds;
 mod store_replay;
 mod timeline_file;
+mod ttl;
 mod versions;
 mod workload;

@@ -48,13 +48,15 @@ pub enum Fault {
     DiskFull,
     /// A member's fsyncs stall for up to two seconds each.
     SlowDisk,
+    /// A member's wall clock runs fast or slow, by up to a fifth, and is then put right.
+    ClockDrift,
     /// A bit flips in a down member's log or snapshot files. It must start and serve nothing
     /// damaged, or refuse to start; then it is replaced by an empty member (repaired from its
     /// peers).
     BitRot,
 }
 
-pub const ALL: [Fault; 17] = [
+pub const ALL: [Fault; 18] = [
     Fault::Partition,
     Fault::OneWay,
     Fault::IsolateLeader,
@@ -72,6 +74,7 @@ pub const ALL: [Fault; 17] = [
     Fault::DiskFull,
     Fault::SlowDisk,
     Fault::BitRot,
+    Fault::ClockDrift,
 ];
 
 /// The fault kinds a run uses, drawn from the run's seed.
@@ -241,6 +244,22 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
                     note(fault, format!("VIOLATION member {id} {trouble}"));
                 }
                 cluster.disk(id).set_room(None);
+            }
+            Fault::ClockDrift => {
+                let id = pick(&ids);
+                let ppm = {
+                    let mut rng = madsim::rand::thread_rng();
+                    rng.gen_range(10_000..200_000) * if rng.gen_bool(0.5) { 1 } else { -1 }
+                };
+                note(
+                    fault,
+                    format!("clock of {id} drifts {ppm} ppm for {hold:?}"),
+                );
+                let before = cluster.clock_error(id);
+                cluster.drift_clock(id, ppm);
+                madsim::time::sleep(hold).await;
+                cluster.drift_clock(id, 0);
+                cluster.jump_clock(id, before - cluster.clock_error(id));
             }
             Fault::BitRot => {
                 let id = pick(&ids);

@@ -168,6 +168,7 @@ pub async fn simulate(plan: Plan) -> Result<Report, String> {
         ));
     }
     let mut problems = violations.lock().unwrap().clone();
+    problems.extend(history.violations());
     problems.extend(
         log.lock()
             .unwrap()

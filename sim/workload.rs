@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock;
 use crate::dirs;
 use crate::history::{Ending, History};
+use crate::ttl::TtlKeys;
 use crate::versions::Versions;
 use etcd::client::keys::{self, DeleteOptions, GetOptions, PrevExist, SetOptions};
 use etcd::client::{Client, ClientError};
@@ -135,6 +136,7 @@ pub async fn client(
 ) {
     let mut http = connect(&cluster);
     let mut versions = Versions::default();
+    let mut ttl_keys = TtlKeys::default();
     let mut n = 0u64;
     while clock::now() < until {
         n += 1;
@@ -155,7 +157,7 @@ pub async fn client(
         } else if kind < 90 {
             dirs::operation(&mut http, client, &value, &history, start).await;
         } else {
-            unchecked(&mut http, client, &value, &history).await;
+            unchecked(&mut http, &value, &mut ttl_keys, &history).await;
         }
         let pause = madsim::rand::thread_rng().gen_range(0..30);
         madsim::time::sleep(Duration::from_millis(pause)).await;
@@ -307,20 +309,22 @@ fn kind_of(input: &KvInput) -> &'static str {
 
 /// Traffic the checker does not model: TTL keys (expired by the leader's Sync), in-order keys
 /// and plain local reads.
-async fn unchecked(http: &mut Client<SimHost>, client: u64, value: &str, history: &History) {
+async fn unchecked(
+    http: &mut Client<SimHost>,
+    value: &str,
+    ttl_keys: &mut TtlKeys,
+    history: &History,
+) {
     let (kind, ttl) = {
         let mut rng = madsim::rand::thread_rng();
         (rng.gen_range(0..12), rng.gen_range(1..3))
     };
     let (name, result) = match kind {
-        0..=5 => {
-            let options = SetOptions {
-                ttl,
-                ..SetOptions::default()
-            };
-            let key = format!("/ttl/{client}");
-            ("ttl-set", keys::set(http, &key, value, &options).await)
+        0..=3 => {
+            let key = format!("/ttl/{value}");
+            return ttl_keys.set(http, key, value, ttl, history).await;
         }
+        4..=5 => return ttl_keys.check(http, history).await,
         6..=8 => (
             "in-order",
             keys::create_in_order(http, "/queue", value, 0).await,

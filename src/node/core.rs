@@ -253,6 +253,7 @@ impl<R: Runtime> Core<R> {
             ..Default::default()
         };
         let raw = RawNode::new(&raft_config, storage.clone(), &logger())?;
+        let clock = super::cluster_clock::ClusterClock::starting_at(rt.now(), rt.elapsed());
 
         let shared = Arc::new(Shared::new(
             state,
@@ -263,6 +264,7 @@ impl<R: Runtime> Core<R> {
             },
             storage.clone(),
         ));
+        *shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
         let mut core = Core {
             rt,
             config,
@@ -368,6 +370,15 @@ impl<R: Runtime> Core<R> {
         if let Err(refusal) = admission::check(&message, &view) {
             self.refused_message(&message, refusal);
             return;
+        }
+        let mut message = message;
+        if message.get_msg_type() == raft::eraftpb::MessageType::MsgPropose {
+            for entry in message.mut_entries() {
+                if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
+                    let data = self.restamp(entry.data.to_vec());
+                    entry.set_data(data.into());
+                }
+            }
         }
         // Messages from members raft no longer knows, or stale ones, are refused inside raft.
         let _ = self.raw.step(message);
@@ -478,7 +489,7 @@ impl<R: Runtime> Core<R> {
             MemberChange::UpdatePeerUrls { id, peer_urls } => {
                 let proposal = Proposal {
                     id: request,
-                    time: self.rt.now(),
+                    time: self.stamp(),
                     op: Op::UpdatePeerUrls { id, peer_urls },
                 };
                 if self.raw.propose(Vec::new(), proposal.encode()).is_err() {
@@ -548,7 +559,45 @@ impl<R: Runtime> Core<R> {
         }
     }
 
+    /// The time the cluster's TTLs are measured on, as this member reckons it.
+    fn cluster_now(&self) -> crate::Timestamp {
+        self.shared
+            .clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .now(self.rt.elapsed(), self.rt.now())
+    }
+
+    /// The time to stamp on a proposal made here: the leader's stamp (see `cluster_clock`);
+    /// elsewhere what this member reckons, which the leader replaces.
+    fn stamp(&mut self) -> crate::Timestamp {
+        if self.raw.raft.state != StateRole::Leader {
+            return self.cluster_now();
+        }
+        self.shared
+            .clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stamp(self.rt.elapsed(), self.rt.now())
+    }
+
+    /// On the leader, a proposal's time becomes the leader's stamp: only the leader's clock
+    /// decides TTLs. Anything else passes as it is (raft refuses what it must).
+    fn restamp(&mut self, data: Vec<u8>) -> Vec<u8> {
+        if self.raw.raft.state != StateRole::Leader {
+            return data;
+        }
+        match Proposal::decode(&data) {
+            Ok(mut proposal) => {
+                proposal.time = self.stamp();
+                proposal.encode()
+            }
+            Err(_) => data,
+        }
+    }
+
     fn propose(&mut self, id: u64, data: Vec<u8>) {
+        let data = self.restamp(data);
         match self.raw.propose(Vec::new(), data.clone()) {
             Ok(()) => {}
             Err(raft::Error::ProposalDropped) => self.unproposed.push((id, data)),
@@ -640,7 +689,7 @@ impl<R: Runtime> Core<R> {
         }
         let proposal = Proposal {
             id: self.rt.random_u64(),
-            time: self.rt.now(),
+            time: self.stamp(),
             op: Op::Publish {
                 id: self.config.id,
                 name,
@@ -663,7 +712,7 @@ impl<R: Runtime> Core<R> {
         if self.ticks < self.last_sync_tick + interval.max(1) {
             return;
         }
-        let now = self.rt.now();
+        let now = self.cluster_now();
         let due = self
             .shared
             .state
@@ -676,7 +725,7 @@ impl<R: Runtime> Core<R> {
             self.last_sync_tick = self.ticks;
             let proposal = Proposal {
                 id: self.rt.random_u64(),
-                time: now,
+                time: self.stamp(),
                 op: Op::Sync,
             };
             let _ = self.raw.propose(Vec::new(), proposal.encode());
@@ -871,6 +920,11 @@ impl<R: Runtime> Core<R> {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => match Proposal::decode(&entry.data) {
                     Ok(proposal) => {
+                        self.shared
+                            .clock
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .observe(proposal.time, self.rt.elapsed());
                         if let (Some(key), Op::Set { key: written, .. }) =
                             (&self.config.panic_on_key, &proposal.op)
                         {

@@ -6,6 +6,7 @@
 //! plain reads and watches are served from the local store.
 
 pub mod admission;
+mod cluster_clock;
 mod core;
 mod durable;
 mod raft_storage;
@@ -130,6 +131,8 @@ pub struct Status {
 pub(crate) struct Shared {
     state: RwLock<State>,
     status: Mutex<Status>,
+    /// The cluster's time as this member knows it (see `cluster_clock`).
+    clock: Mutex<cluster_clock::ClusterClock>,
     log: raft_storage::RaftStorage,
     /// Flips to true once, when the member stops (`Status::stopped` says why).
     stop_notice: tokio::sync::watch::Sender<bool>,
@@ -140,9 +143,17 @@ impl Shared {
         Shared {
             state: RwLock::new(state),
             status: Mutex::new(status),
+            clock: Mutex::new(cluster_clock::ClusterClock::default()),
             log,
             stop_notice: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    fn cluster_now<H: crate::runtime::Host>(&self, host: &H) -> crate::Timestamp {
+        self.clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .now(host.elapsed(), host.now())
     }
 
     /// Records why the member stopped (the first reason stays) and tells whoever waits.
@@ -251,7 +262,8 @@ impl<R: Runtime> Node<R> {
     pub async fn write(&self, op: Op) -> Result<Event, Error> {
         let proposal = Proposal {
             id: self.rt.random_u64(),
-            time: self.rt.now(),
+            // The leader stamps the time it takes the proposal (see `cluster_clock`).
+            time: self.cluster_now(),
             op,
         };
         let (reply, answer) = oneshot::channel();
@@ -303,7 +315,12 @@ impl<R: Runtime> Node<R> {
 
     /// A read from this member's store (etcd's default: may lag the leader).
     pub fn get(&self, key: &str, recursive: bool) -> Result<Event, Error> {
-        self.state().store.get(key, recursive, self.rt.now())
+        self.state().store.get(key, recursive, self.cluster_now())
+    }
+
+    /// The cluster's time as this member reckons it: what TTLs are measured on.
+    pub fn cluster_now(&self) -> crate::Timestamp {
+        self.shared.cluster_now(&self.rt)
     }
 
     /// The cluster's members as this member has applied them.

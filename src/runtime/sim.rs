@@ -32,6 +32,9 @@ pub struct SimHost {
     /// While not zero, a connection that has carried this many bytes is reset (a large
     /// request, a snapshot, breaks in the middle).
     byte_limit: Arc<std::sync::atomic::AtomicU64>,
+    /// While set, the wall clock runs fast or slow by this many parts per million, since
+    /// the monotonic instant given.
+    drift: Arc<Mutex<Option<(Duration, i64)>>>,
 }
 
 impl SimHost {
@@ -40,7 +43,18 @@ impl SimHost {
             skew_nanos: Arc::new(AtomicI64::new(i64::try_from(skew.as_nanos()).unwrap_or(0))),
             streams: Arc::default(),
             byte_limit: Arc::default(),
+            drift: Arc::default(),
         }
+    }
+
+    /// Makes the wall clock run `ppm` parts per million fast (or slow, below zero) from
+    /// now; zero stops the drift, keeping the error it built up (as `skew_nanos` shows).
+    pub fn set_drift(&self, ppm: i64) {
+        let now = self.elapsed();
+        let mut drift = self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        self.skew_nanos
+            .fetch_add(drifted(*drift, now), Ordering::Relaxed);
+        *drift = (ppm != 0).then_some((now, ppm));
     }
 
     /// From now on (until set to zero) connections are reset once they have carried `limit`
@@ -84,9 +98,19 @@ impl SimHost {
         self.skew_nanos.fetch_add(by, Ordering::Relaxed);
     }
 
+    /// The wall clock's error now, in nanoseconds (a jump and any drift so far).
     pub fn skew_nanos(&self) -> i64 {
-        self.skew_nanos.load(Ordering::Relaxed)
+        let drift = *self.drift.lock().unwrap_or_else(|e| e.into_inner());
+        self.skew_nanos.load(Ordering::Relaxed) + drifted(drift, self.elapsed())
     }
+}
+
+/// The error a drift has built up by `now`.
+fn drifted(drift: Option<(Duration, i64)>, now: Duration) -> i64 {
+    drift.map_or(0, |(since, ppm)| {
+        let run = i64::try_from(now.saturating_sub(since).as_nanos()).unwrap_or(i64::MAX);
+        run.saturating_mul(ppm) / 1_000_000
+    })
 }
 
 impl Host for SimHost {
