@@ -760,6 +760,7 @@ impl<R: Runtime> Core<R> {
             }
         }
         if !ready.entries().is_empty() || ready.hs().is_some() {
+            self.check_append(ready.entries())?;
             // A commit index not yet written rides along with these entries for free.
             let lagging = (ready.hs().is_none() && std::mem::take(&mut self.commit_unsaved))
                 .then(|| self.storage.mem.rl().hard_state().clone());
@@ -870,6 +871,36 @@ impl<R: Runtime> Core<R> {
         Ok(())
     }
 
+    /// New entries follow one another, join the log where it ends or replace only what was
+    /// never committed, and never go back a term: what raft hands over to be written.
+    fn check_append(&self, entries: &[raft::eraftpb::Entry]) -> Result<(), Fatal> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        for pair in entries.windows(2) {
+            invariant(
+                pair[1].index == pair[0].index + 1 && pair[1].term >= pair[0].term,
+                || {
+                    format!(
+                        "appended entries not in order: {}/{} then {}/{}",
+                        pair[0].index, pair[0].term, pair[1].index, pair[1].term
+                    )
+                },
+            )?;
+        }
+        let last = self.storage.mem.last_index().map_err(|e| e.to_string())?;
+        let committed = self.storage.mem.rl().hard_state().commit;
+        invariant(first.index <= last + 1, || {
+            format!("entry {} appended past the log's end {last}", first.index)
+        })?;
+        invariant(first.index > committed, || {
+            format!(
+                "entry {} would replace a committed one (committed {committed})",
+                first.index
+            )
+        })
+    }
+
     /// Takes what the log has synced as durable (with --unsafe-no-fsync, what it has written:
     /// as durable as it will ever be), for `send`'s check. The log says, not this loop, so
     /// that a sync skipped or moved here shows.
@@ -920,6 +951,9 @@ impl<R: Runtime> Core<R> {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
                 EntryType::EntryNormal => match Proposal::decode(&entry.data) {
                     Ok(proposal) => {
+                        invariant(proposal.encode() == entry.data.as_ref(), || {
+                            format!("entry {} does not encode back as it was read", entry.index)
+                        })?;
                         self.shared
                             .clock
                             .lock()
@@ -954,23 +988,29 @@ impl<R: Runtime> Core<R> {
                     // restart; skipping it keeps them all alike, as each one skips it.
                     Err(e) => eprintln!("etcd: skipped entry {}: {e}", entry.index),
                 },
+                // A membership entry decides who votes: one this member cannot read would leave
+                // it guessing at its own quorum, so it stops (as every member will, alike)
+                // rather than go on in a configuration it may not share.
                 EntryType::EntryConfChange => {
                     self.conf_applied = true;
-                    match ConfChange::parse_from_bytes(&entry.data) {
-                        Ok(change) => {
-                            removed_self |= self.apply_member_change(&mut store, change)?
-                        }
-                        // Forged, like an undecodable proposal: skipped by every member alike.
-                        Err(e) => eprintln!("etcd: skipped membership entry {}: {e}", entry.index),
-                    }
+                    let change = ConfChange::parse_from_bytes(&entry.data).map_err(|e| {
+                        format!("membership entry {} cannot be read: {e}", entry.index)
+                    })?;
+                    invariant(
+                        change
+                            .write_to_bytes()
+                            .is_ok_and(|b| b == entry.data.as_ref()),
+                        || format!("entry {} does not encode back as it was read", entry.index),
+                    )?;
+                    removed_self |= self.apply_member_change(&mut store, change)?
                 }
                 // This cluster changes members one at a time and never makes a joint
-                // configuration, so no member writes these: skipped by every member alike.
+                // configuration: no member writes these.
                 EntryType::EntryConfChangeV2 => {
-                    eprintln!(
-                        "etcd: skipped entry {}: a joint membership change",
+                    return Err(format!(
+                        "entry {} is a joint membership change, which this cluster never makes",
                         entry.index
-                    )
+                    ))
                 }
             }
             self.applied = entry.index;
