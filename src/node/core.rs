@@ -5,8 +5,12 @@
 //!
 //! Group commit falls out of the loop: everything that arrived while the last fsync ran is
 //! drained into the next `Ready`, so one fsync covers all of it.
+//!
+//! `Core::run` and the `Ready` handler here are the only control flow; the rest is split by
+//! job: `open` (a member's data made into a raft node), `waiters` (the clients waiting for an
+//! answer), `membership` (configuration changes), `snapshots`, `time` (the cluster's time,
+//! election timeouts, expiry), `timeouts` (periodic work by name) and `disk_full`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,74 +36,18 @@ use crate::state::State;
 use crate::store::Store;
 use crate::wal::{Wal, WalError};
 
-#[derive(Debug)]
-pub enum StartError {
-    Wal(WalError),
-    Snap(SnapError),
-    Raft(raft::Error),
-    /// The data on disk cannot be used as it is.
-    Invalid(String),
-}
+mod disk_full;
+mod membership;
+mod open;
+mod snapshots;
+mod time;
+mod timeouts;
+mod waiters;
 
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Wal(e) => write!(f, "{e}"),
-            StartError::Snap(e) => write!(f, "{e}"),
-            StartError::Raft(e) => write!(f, "raft: {e}"),
-            StartError::Invalid(why) => write!(f, "{why}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<WalError> for StartError {
-    fn from(e: WalError) -> Self {
-        StartError::Wal(e)
-    }
-}
-
-impl From<SnapError> for StartError {
-    fn from(e: SnapError) -> Self {
-        StartError::Snap(e)
-    }
-}
-
-impl From<raft::Error> for StartError {
-    fn from(e: raft::Error) -> Self {
-        StartError::Raft(e)
-    }
-}
+pub use open::StartError;
 
 /// Why the loop stopped.
 type Fatal = String;
-
-/// How long a member whose disk is full waits before it tries to write again.
-const ROOM_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A failed disk step: `Ok` with the reason when the disk was full (the step may be tried
-/// again), `Err` when the member must stop.
-struct DiskFull(Result<String, Fatal>);
-
-impl From<WalError> for DiskFull {
-    fn from(e: WalError) -> Self {
-        DiskFull(match e {
-            WalError::NoSpace(_) => Ok(e.to_string()),
-            e => Err(e.to_string()),
-        })
-    }
-}
-
-impl From<SnapError> for DiskFull {
-    fn from(e: SnapError) -> Self {
-        DiskFull(if e.is_no_space() {
-            Ok(e.to_string())
-        } else {
-            Err(e.to_string())
-        })
-    }
-}
 
 const REMOVED: &str = "this member was removed from the cluster";
 
@@ -115,21 +63,17 @@ pub(super) struct Core<R: Runtime> {
     commands: mpsc::UnboundedReceiver<Command>,
     /// What is synced to disk: no message sent may vouch for more (see `durable`).
     durable: Durable,
+    /// The clients waiting for an answer.
+    waiters: waiters::Waiters,
     /// The election timeout last drawn, and the (term, role, leader) it was drawn for (see
     /// `redraw_election_timeout`).
     election_timeout: usize,
     election_epoch: (u64, u8, u64),
-    waiters: BTreeMap<u64, oneshot::Sender<Result<crate::store::Event, Error>>>,
-    /// Proposals raft dropped (no leader yet); tried again every tick while their client waits.
-    unproposed: Vec<(u64, Vec<u8>)>,
-    /// Read barriers waiting for raft to confirm the leader's commit index.
-    reads: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
-    /// Read barriers confirmed at an index, waiting for it to be applied.
-    confirmed_reads: Vec<(u64, oneshot::Sender<Result<(), Error>>)>,
     applied: u64,
     last_snapshot: u64,
+    /// Ticks since the loop started: the clock of `timeouts` and `leaving_at`.
     ticks: u64,
-    last_sync_tick: u64,
+    timeouts: timeouts::Timeouts,
     /// Set once this member applied its own removal: the tick at which it stops. Like etcd
     /// (which waits ten ticks), it goes on talking to its peers until then, so that a removed
     /// leader tells the others the removal committed; stopping at once could leave them in the
@@ -142,14 +86,10 @@ pub(super) struct Core<R: Runtime> {
     conf_applied: bool,
     /// The in-memory commit index is ahead of the one in the log.
     commit_unsaved: bool,
-    /// Clients waiting for a membership change, by request id.
-    member_waiters: BTreeMap<u64, oneshot::Sender<Result<(), MembershipError>>>,
     /// raft takes one membership change at a time (a second one becomes an empty entry): the
     /// rest wait here, with their request ids.
     conf_queue: std::collections::VecDeque<(u64, ConfChange)>,
     conf_pending: Option<u64>,
-    /// When this member last proposed its attributes (etcd's publish).
-    publish_sent_at: Option<u64>,
     /// Peer messages refused before they reached raft, and when that was last logged.
     refused_messages: u64,
     last_refusal_logged: Option<std::time::Duration>,
@@ -157,154 +97,7 @@ pub(super) struct Core<R: Runtime> {
     snapshot_skipped_at: Option<std::time::Duration>,
 }
 
-/// What a membership change entry carries besides raft's own fields: the request to answer,
-/// the new member's peer URLs, and whether the proposer asked for the strict check (so every
-/// member decides the same way when it applies the entry).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ConfContext {
-    request: u64,
-    peer_urls: Vec<String>,
-    strict: bool,
-}
-
-fn data_paths(config: &NodeConfig) -> (PathBuf, PathBuf) {
-    let member = config.data_dir.join("member");
-    let wal = config.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
-    (wal, member.join("snap"))
-}
-
-fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
-}
-
 impl<R: Runtime> Core<R> {
-    pub(super) async fn open(
-        rt: R,
-        config: NodeConfig,
-        inbox: mpsc::Receiver<Message>,
-        commands: mpsc::UnboundedReceiver<Command>,
-    ) -> Result<(Core<R>, Arc<Shared>), StartError> {
-        let disk = rt.disk().clone();
-        let (wal_dir, snap_dir) = data_paths(&config);
-        let snapshotter = Snapshotter::new(disk.clone(), &snap_dir).await?;
-        if !Wal::exists(&disk, &wal_dir).await? {
-            if config.join {
-                Wal::create(disk.clone(), &wal_dir, 1, config.segment_bytes).await?;
-            } else {
-                bootstrap(&disk, &config, &snapshotter, &wal_dir).await?;
-            }
-        }
-        let snapshot = match snapshotter.load_newest().await? {
-            Some(snapshot) => snapshot,
-            // A member joining a running cluster has nothing yet: the leader sends a snapshot.
-            None if config.join => Snapshot::default(),
-            None => {
-                return Err(StartError::Invalid(
-                    "no usable snapshot in the data dir".into(),
-                ))
-            }
-        };
-        let meta = snapshot.get_metadata().clone();
-        let state = if meta.index == 0 {
-            State {
-                store: Store::with_history_capacity(config.history_capacity),
-                members: Membership::default(),
-            }
-        } else {
-            State::restore(&snapshot.data)
-                .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?
-        };
-        let (wal, recovered) = Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
-        // What a crash left unfinished and start-up cut off: the operator hears of it.
-        for repair in &recovered.repairs {
-            eprintln!("etcd: {repair}");
-        }
-        if let Some((index, _)) = recovered.installed_snapshot {
-            return Err(StartError::Invalid(format!(
-                "the log continues from a snapshot at {index}, but the newest usable snapshot is at {}",
-                meta.index
-            )));
-        }
-
-        let storage = RaftStorage::default();
-        if meta.index > 0 {
-            storage.mem.wl().apply_snapshot(snapshot.clone())?;
-        }
-        storage.mem.wl().append(&recovered.entries)?;
-        let last_index = storage.mem.last_index()?;
-        let mut hard_state = recovered.hard_state;
-        hard_state.term = hard_state.term.max(meta.term);
-        hard_state.commit = hard_state.commit.clamp(meta.index, last_index);
-        storage.mem.wl().set_hardstate(hard_state.clone());
-        storage.set_latest(snapshot);
-
-        let ticks = config.election_ticks.max(2);
-        let raft_config = raft::Config {
-            id: config.id,
-            election_tick: ticks,
-            heartbeat_tick: 1,
-            applied: meta.index,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            min_election_tick: ticks,
-            max_election_tick: 2 * ticks,
-            ..Default::default()
-        };
-        let raw = RawNode::new(&raft_config, storage.clone(), &logger())?;
-        let clock = super::cluster_clock::ClusterClock::starting_at(rt.now(), rt.elapsed());
-
-        let shared = Arc::new(Shared::new(
-            state,
-            Status {
-                id: config.id,
-                applied: meta.index,
-                ..Status::default()
-            },
-            storage.clone(),
-        ));
-        *shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
-        let mut core = Core {
-            rt,
-            config,
-            raw,
-            storage,
-            wal,
-            snapshotter,
-            shared: Arc::clone(&shared),
-            inbox: Some(inbox),
-            commands,
-            election_timeout: 0,
-            election_epoch: (0, 0, 0),
-            durable: Durable {
-                term: hard_state.term,
-                vote: hard_state.vote,
-                last_index,
-            },
-            waiters: BTreeMap::new(),
-            unproposed: Vec::new(),
-            reads: BTreeMap::new(),
-            confirmed_reads: Vec::new(),
-            applied: meta.index,
-            last_snapshot: meta.index,
-            ticks: 0,
-            last_sync_tick: 0,
-            member_waiters: BTreeMap::new(),
-            conf_queue: std::collections::VecDeque::new(),
-            conf_pending: None,
-            leaving_at: None,
-            conf_applied: false,
-            commit_unsaved: false,
-            refused_messages: 0,
-            last_refusal_logged: None,
-            snapshot_skipped_at: None,
-            publish_sent_at: None,
-        };
-        core.redraw_election_timeout();
-        Ok((core, shared))
-    }
-
     pub(super) async fn run(mut self) {
         let _watch = StopOnPanic(Arc::clone(&self.shared));
         let tick = self.config.tick;
@@ -427,11 +220,17 @@ impl<R: Runtime> Core<R> {
         match command {
             Command::Propose { proposal, reply } => {
                 let id = proposal.id;
-                self.waiters.insert(id, reply);
+                if let Err(why) = self.waiters.add_write(id, reply) {
+                    self.stop(why);
+                    return false;
+                }
                 self.propose(id, proposal.encode());
             }
             Command::Read { id, reply } => {
-                self.reads.insert(id, reply);
+                if let Err(why) = self.waiters.add_read(id, reply) {
+                    self.stop(why);
+                    return false;
+                }
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
             Command::Peer(PeerReport::Unreachable(id)) => self.raw.report_unreachable(id),
@@ -457,181 +256,20 @@ impl<R: Runtime> Core<R> {
         true
     }
 
-    /// Checks a membership change against the table as this member has applied it (a fast
-    /// answer), then proposes it: a peer-URL update as an ordinary entry, an add or remove as
-    /// a raft configuration change, one at a time.
-    fn change_members(
-        &mut self,
-        change: MemberChange,
-        reply: oneshot::Sender<Result<(), MembershipError>>,
-    ) {
-        use raft::eraftpb::ConfChangeType;
-        let strict = self.config.strict_reconfig_check;
-        let check = {
-            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
-            match &change {
-                MemberChange::Add { id, peer_urls } => {
-                    state.members.check_add(*id, peer_urls, strict)
-                }
-                MemberChange::Remove { id } => state.members.check_remove(*id, strict),
-                MemberChange::UpdatePeerUrls { id, peer_urls } => {
-                    state.members.check_update(*id, peer_urls)
-                }
-            }
-        };
-        if let Err(e) = check {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let request = self.rt.random_u64();
-        self.member_waiters.insert(request, reply);
-        let (kind, id, peer_urls) = match change {
-            MemberChange::UpdatePeerUrls { id, peer_urls } => {
-                let proposal = Proposal {
-                    id: request,
-                    time: self.stamp(),
-                    op: Op::UpdatePeerUrls { id, peer_urls },
-                };
-                if self.raw.propose(Vec::new(), proposal.encode()).is_err() {
-                    self.answer_member(request, Err(no_leader()));
-                }
-                return;
-            }
-            MemberChange::Add { id, peer_urls } => (ConfChangeType::AddNode, id, peer_urls),
-            MemberChange::Remove { id } => (ConfChangeType::RemoveNode, id, Vec::new()),
-        };
-        let context = ConfContext {
-            request,
-            peer_urls,
-            strict,
-        };
-        let mut cc = ConfChange::default();
-        cc.set_change_type(kind);
-        cc.set_node_id(id);
-        cc.set_context(
-            postcard::to_allocvec(&context)
-                .expect("a context encodes")
-                .into(),
-        );
-        self.conf_queue.push_back((request, cc));
-        self.propose_conf_changes();
-    }
-
-    fn propose_conf_changes(&mut self) {
-        // A change whose client gave up no longer holds the queue.
-        if let Some(request) = self.conf_pending {
-            if self
-                .member_waiters
-                .get(&request)
-                .is_none_or(|w| w.is_closed())
-            {
-                self.conf_pending = None;
-            }
-        }
-        while self.conf_pending.is_none() {
-            let Some((request, cc)) = self.conf_queue.pop_front() else {
-                return;
-            };
-            if self
-                .member_waiters
-                .get(&request)
-                .is_none_or(|w| w.is_closed())
-            {
-                continue;
-            }
-            match self.raw.propose_conf_change(Vec::new(), cc.clone()) {
-                Ok(()) => self.conf_pending = Some(request),
-                Err(raft::Error::ProposalDropped) => {
-                    self.conf_queue.push_front((request, cc)); // no leader yet: next tick
-                    return;
-                }
-                Err(e) => self.answer_member(
-                    request,
-                    Err(MembershipError::Unavailable(format!("etcdserver: {e}"))),
-                ),
-            }
-        }
-    }
-
-    fn answer_member(&mut self, request: u64, result: Result<(), MembershipError>) {
-        if let Some(waiter) = self.member_waiters.remove(&request) {
-            let _ = waiter.send(result);
-        }
-    }
-
-    /// The time the cluster's TTLs are measured on, as this member reckons it.
-    fn cluster_now(&self) -> crate::Timestamp {
-        self.shared
-            .clock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .now(self.rt.elapsed(), self.rt.now())
-    }
-
-    /// The time to stamp on a proposal made here: the leader's stamp (see `cluster_clock`);
-    /// elsewhere what this member reckons, which the leader replaces.
-    fn stamp(&mut self) -> crate::Timestamp {
-        if self.raw.raft.state != StateRole::Leader {
-            return self.cluster_now();
-        }
-        self.shared
-            .clock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stamp(self.rt.elapsed(), self.rt.now())
-    }
-
-    /// On the leader, a proposal's time becomes the leader's stamp: only the leader's clock
-    /// decides TTLs. Anything else passes as it is (raft refuses what it must).
-    fn restamp(&mut self, data: Vec<u8>) -> Vec<u8> {
-        if self.raw.raft.state != StateRole::Leader {
-            return data;
-        }
-        match Proposal::decode(&data) {
-            Ok(mut proposal) => {
-                proposal.time = self.stamp();
-                proposal.encode()
-            }
-            Err(_) => data,
-        }
-    }
-
     fn propose(&mut self, id: u64, data: Vec<u8>) {
         let data = self.restamp(data);
         match self.raw.propose(Vec::new(), data.clone()) {
             Ok(()) => {}
-            Err(raft::Error::ProposalDropped) => self.unproposed.push((id, data)),
-            Err(e) => {
-                if let Some(waiter) = self.waiters.remove(&id) {
-                    let _ = waiter.send(Err(Error::new(
-                        crate::ErrorCode::RaftInternal,
-                        format!("etcdserver: {e}"),
-                        0,
-                    )));
-                }
-            }
+            Err(raft::Error::ProposalDropped) => self.waiters.unproposed(id, data),
+            Err(e) => self.waiters.answer_write(
+                id,
+                Err(Error::new(
+                    crate::ErrorCode::RaftInternal,
+                    format!("etcdserver: {e}"),
+                    0,
+                )),
+            ),
         }
-    }
-
-    /// raft-rs draws a fresh election timeout whenever a member changes term, role or leader,
-    /// from an RNG the simulator cannot seed; each such draw is replaced here by one from the
-    /// runtime, so runs repeat. A fresh draw every time matters: members whose timeouts stay
-    /// equal split every vote for ever (two members did, in the simulator). The change is
-    /// noticed by what it changed, never by raft's drawn value alone: that value may happen to
-    /// equal the last one drawn here, and a run must not depend on it.
-    fn redraw_election_timeout(&mut self) {
-        let raft = &mut self.raw.raft;
-        let epoch = (raft.term, raft.state as u8, raft.leader_id);
-        if epoch == self.election_epoch
-            && raft.randomized_election_timeout() == self.election_timeout
-        {
-            return;
-        }
-        let ticks = raft.election_timeout();
-        let drawn = ticks + (self.rt.random_u64() % ticks as u64) as usize;
-        raft.set_randomized_election_timeout(drawn);
-        self.election_timeout = drawn;
-        self.election_epoch = epoch;
     }
 
     fn tick(&mut self) {
@@ -640,24 +278,19 @@ impl<R: Runtime> Core<R> {
         if self.leaving_at.is_some() {
             return; // heartbeats carry the commit index to the others; nothing else to do
         }
-        // Clients that gave up are forgotten.
-        self.waiters.retain(|_, w| !w.is_closed());
-        self.reads.retain(|_, r| !r.is_closed());
-        let waiting = std::mem::take(&mut self.unproposed);
-        for (id, data) in waiting {
-            if self.waiters.contains_key(&id) {
-                self.propose(id, data);
-            }
+        self.waiters.forget_gone();
+        for (id, data) in self.waiters.take_unproposed() {
+            self.propose(id, data);
         }
         // A read raft dropped (no leader, or a leader change) is simply asked again.
-        if self.ticks.is_multiple_of(5) {
-            for id in self.reads.keys() {
+        if self.timeouts.read_retry.due(self.ticks) {
+            self.timeouts.read_retry.done(self.ticks);
+            for id in self.waiters.unconfirmed_reads() {
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
         }
         self.propose_expiry();
         self.publish_attributes();
-        self.member_waiters.retain(|_, w| !w.is_closed());
         self.propose_conf_changes();
     }
 
@@ -668,7 +301,7 @@ impl<R: Runtime> Core<R> {
     fn publish_attributes(&mut self) {
         if self.config.publish.is_none()
             || self.raw.raft.leader_id == 0
-            || self.publish_sent_at.is_some_and(|at| self.ticks < at + 10)
+            || !self.timeouts.publish.due(self.ticks)
         {
             return;
         }
@@ -697,38 +330,7 @@ impl<R: Runtime> Core<R> {
             },
         };
         if self.raw.propose(Vec::new(), proposal.encode()).is_ok() {
-            self.publish_sent_at = Some(self.ticks);
-        }
-    }
-
-    /// The leader proposes `Sync{now}` when some TTL is due, so every member expires the same
-    /// keys at the same index.
-    fn propose_expiry(&mut self) {
-        if self.raw.raft.state != StateRole::Leader {
-            return;
-        }
-        let interval =
-            (self.config.sync_interval.as_nanos() / self.config.tick.as_nanos().max(1)) as u64;
-        if self.ticks < self.last_sync_tick + interval.max(1) {
-            return;
-        }
-        let now = self.cluster_now();
-        let due = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .store
-            .next_expiry()
-            .is_some_and(|at| at <= now);
-        if due {
-            self.last_sync_tick = self.ticks;
-            let proposal = Proposal {
-                id: self.rt.random_u64(),
-                time: self.stamp(),
-                op: Op::Sync,
-            };
-            let _ = self.raw.propose(Vec::new(), proposal.encode());
+            self.timeouts.publish.done(self.ticks);
         }
     }
 
@@ -755,8 +357,8 @@ impl<R: Runtime> Core<R> {
                 .request_ctx
                 .get(..8)
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-            if let Some(reply) = id.and_then(|id| self.reads.remove(&id)) {
-                self.confirmed_reads.push((read.index, reply));
+            if let Some(id) = id {
+                self.waiters.confirm_read(id, read.index);
             }
         }
         if !ready.entries().is_empty() || ready.hs().is_some() {
@@ -807,7 +409,7 @@ impl<R: Runtime> Core<R> {
             }
         }
 
-        self.answer_reads();
+        self.waiters.answer_reads(self.applied);
         self.maybe_snapshot().await?;
         let committed = self.raw.raft.raft_log.committed;
         invariant(self.applied <= committed, || {
@@ -820,54 +422,6 @@ impl<R: Runtime> Core<R> {
             )
         })?;
         self.publish_status();
-        Ok(())
-    }
-
-    /// The disk is full (`full` says so; any other failure ends the member): nothing more can
-    /// be made durable, so nothing more may be promised. Until there is room the member
-    /// refuses writes, quorum reads and membership changes at once, and drops its peers'
-    /// messages (to them it is down); local reads go on, served from the store as it stands.
-    /// Every second it lets its caller try the failed step again.
-    async fn wait_for_room(&mut self, full: impl Into<DiskFull>) -> Result<(), Fatal> {
-        let DiskFull(why) = full.into();
-        let why = why?;
-        {
-            let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-            if !status.disk_full {
-                eprintln!("etcd: the disk is full ({why}); writes are refused until there is room");
-                status.disk_full = true;
-            }
-        }
-        let until = self.rt.elapsed() + ROOM_RETRY;
-        loop {
-            let sleep = self.rt.sleep(until.saturating_sub(self.rt.elapsed()));
-            tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    Some(Command::Propose { reply, .. }) => { let _ = reply.send(Err(no_space())); }
-                    Some(Command::Read { reply, .. }) => { let _ = reply.send(Err(no_space())); }
-                    Some(Command::ChangeMembers { reply, .. }) => {
-                        let _ = reply.send(Err(MembershipError::Unavailable(
-                            "etcdserver: no space left on this member's disk".into(),
-                        )));
-                    }
-                    // Stops, and what raft hears of its peers (a snapshot's outcome must
-                    // reach it whatever happens here).
-                    Some(command) => {
-                        if !self.command(command) {
-                            return Err("stopped".into());
-                        }
-                    }
-                    None => return Err("stopped".into()),
-                },
-                message = recv_or_wait(&mut self.inbox) => {
-                    if message.is_none() {
-                        self.inbox = None;
-                    }
-                }
-                _ = sleep => break,
-            }
-        }
         Ok(())
     }
 
@@ -966,9 +520,7 @@ impl<R: Runtime> Core<R> {
                         }
                         match request::apply(&mut store, &proposal) {
                             Applied::Keys(result) => {
-                                if let Some(waiter) = self.waiters.remove(&proposal.id) {
-                                    let _ = waiter.send(result);
-                                }
+                                self.waiters.answer_write(proposal.id, result);
                             }
                             Applied::Members(result) => {
                                 if let (Ok(()), Op::UpdatePeerUrls { id, peer_urls }) =
@@ -976,9 +528,7 @@ impl<R: Runtime> Core<R> {
                                 {
                                     self.rt.net().add_peer(*id, peer_urls);
                                 }
-                                if let Some(waiter) = self.member_waiters.remove(&proposal.id) {
-                                    let _ = waiter.send(result);
-                                }
+                                self.waiters.answer_member_change(proposal.id, result);
                             }
                         }
                     }
@@ -1023,204 +573,9 @@ impl<R: Runtime> Core<R> {
             .applied = self.applied;
         if removed_self && self.leaving_at.is_none() {
             self.leaving_at = Some(self.ticks + 10);
-            for (_, waiter) in std::mem::take(&mut self.waiters) {
-                let _ = waiter.send(Err(stopped()));
-            }
-            for (_, reply) in std::mem::take(&mut self.reads) {
-                let _ = reply.send(Err(stopped()));
-            }
+            self.waiters
+                .fail_all(stopped, MembershipError::Unavailable(REMOVED.into()));
         }
-        Ok(())
-    }
-
-    fn answer_reads(&mut self) {
-        let applied = self.applied;
-        let ready: Vec<_> = {
-            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
-                .into_iter()
-                .partition(|(index, _)| *index <= applied);
-            self.confirmed_reads = waiting;
-            done
-        };
-        for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
-        }
-    }
-
-    /// Applies one membership change (adding or removing a voter) to the member table and to
-    /// raft together, or to neither; `true` when it removed this member.
-    fn apply_member_change(
-        &mut self,
-        state: &mut State,
-        change: ConfChange,
-    ) -> Result<bool, Fatal> {
-        use raft::eraftpb::ConfChangeType;
-        let context: Option<ConfContext> = postcard::from_bytes(change.get_context()).ok();
-        let id = change.node_id;
-        let kind = change.get_change_type();
-        // The same check again, on the replicated table: every member decides alike, and two
-        // changes that passed their first check one at a time cannot both slip through. A
-        // refused change must not reach raft's apply_conf_change.
-        let outcome = match (kind, &context) {
-            (ConfChangeType::AddNode, Some(ctx)) => {
-                state.members.add(id, ctx.peer_urls.clone(), ctx.strict)
-            }
-            // raft refuses a configuration without voters; refused here first, so the table
-            // and raft never part.
-            (ConfChangeType::RemoveNode, Some(_))
-                if self.raw.raft.prs().conf().to_conf_state().voters == [id] =>
-            {
-                Err(MembershipError::Unavailable(
-                    "the last member cannot be removed".into(),
-                ))
-            }
-            (ConfChangeType::RemoveNode, Some(ctx)) => {
-                state.members.remove(id, ctx.strict).map(|_| ())
-            }
-            (ConfChangeType::AddLearnerNode, Some(_)) => Err(MembershipError::Unavailable(
-                "learner members are not supported".into(),
-            )),
-            // Every change a member proposes says which request it answers; one without is
-            // forged, and applying it would change raft's voters behind the member table's
-            // back (and so its quorum).
-            (_, None) => Err(MembershipError::Unavailable(
-                "a membership change without its request".into(),
-            )),
-        };
-        let mut removed_self = false;
-        if outcome.is_ok() {
-            let conf = self
-                .raw
-                .apply_conf_change(&change)
-                .map_err(|e| e.to_string())?;
-            let voters: std::collections::BTreeSet<u64> = conf.voters.iter().copied().collect();
-            let table: std::collections::BTreeSet<u64> =
-                state.members.members().map(|m| m.id).collect();
-            invariant(voters == table, || {
-                format!("after a change to {id:x}, raft's voters {voters:x?} and the member table {table:x?} differ")
-            })?;
-            self.storage.mem.wl().set_conf_state(conf);
-            match (kind, &context) {
-                (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
-                _ => removed_self = id == self.config.id,
-            }
-        }
-        if let Some(ctx) = context {
-            if self.conf_pending == Some(ctx.request) {
-                self.conf_pending = None;
-            }
-            if let Some(waiter) = self.member_waiters.remove(&ctx.request) {
-                let _ = waiter.send(outcome);
-            }
-        }
-        Ok(removed_self)
-    }
-
-    /// A snapshot from the leader: it replaces the log and the store.
-    async fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), Fatal> {
-        let meta = snapshot.get_metadata().clone();
-        let state = State::restore(&snapshot.data)?;
-        while let Err(e) = self.snapshotter.save(&snapshot).await {
-            self.wait_for_room(e).await?;
-        }
-        while let Err(e) = self.wal.snapshot_installed(meta.index, meta.term).await {
-            self.wait_for_room(e).await?;
-        }
-        self.storage
-            .mem
-            .wl()
-            .apply_snapshot(snapshot.clone())
-            .map_err(|e| e.to_string())?;
-        self.storage.set_latest(snapshot);
-        self.note_durable();
-        let mut current = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-        let mut state = state;
-        // The tree and history are the leader's now; the clients watching here stay.
-        state.store.adopt_watchers(&mut current.store);
-        // Members added or re-addressed in the entries the snapshot stands for were never
-        // applied here one by one: the transport learns of them now, or this member could
-        // hear from them but never answer (a joiner that became leader waited for ever).
-        for member in state.members.members() {
-            self.rt.net().add_peer(member.id, &member.peer_urls);
-        }
-        *current = state;
-        self.applied = meta.index;
-        self.last_snapshot = meta.index;
-        let mut status = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.applied = meta.index;
-        status.snapshots_installed += 1;
-        Ok(())
-    }
-
-    /// Every `snapshot_count` applied entries: save the store, let raft forget all but the
-    /// catch-up entries, keep `max_snapshots` files and release the log they no longer need.
-    async fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
-        let wanted = self.storage.take_wanted();
-        if !wanted
-            && self.applied
-                < self
-                    .last_snapshot
-                    .saturating_add(self.config.snapshot_count)
-        {
-            return Ok(());
-        }
-        let index = self.applied;
-        let term = self.storage.mem.term(index).map_err(|e| e.to_string())?;
-        let conf_state: ConfState = self
-            .storage
-            .mem
-            .initial_state()
-            .map_err(|e| e.to_string())?
-            .conf_state;
-        let data = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .save();
-        let mut snapshot = Snapshot::default();
-        snapshot.set_data(data.into());
-        let meta = snapshot.mut_metadata();
-        meta.set_index(index);
-        meta.set_term(term);
-        meta.set_conf_state(conf_state);
-        if let Err(e) = self.snapshotter.save(&snapshot).await {
-            if !e.is_no_space() {
-                return Err(e.to_string());
-            }
-            // A snapshot only saves work later: the log still holds everything, so it waits
-            // for room (raft asks again when a follower needs one).
-            let now = self.rt.elapsed();
-            if self
-                .snapshot_skipped_at
-                .is_none_or(|at| now >= at + std::time::Duration::from_secs(60))
-            {
-                eprintln!("etcd: snapshot at {index} not saved, the disk is full: {e}");
-                self.snapshot_skipped_at = Some(now);
-            }
-            self.last_snapshot = index;
-            return Ok(());
-        }
-        self.storage.set_latest(snapshot);
-        let compact_to = index.saturating_sub(self.config.catch_up_entries);
-        let first = self.storage.mem.first_index().map_err(|e| e.to_string())?;
-        if compact_to > first {
-            self.storage
-                .mem
-                .wl()
-                .compact(compact_to)
-                .map_err(|e| e.to_string())?;
-        }
-        let oldest = self
-            .snapshotter
-            .purge(self.config.max_snapshots)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.wal
-            .release_to(oldest.unwrap_or(index))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.last_snapshot = index;
         Ok(())
     }
 
@@ -1265,12 +620,10 @@ impl<R: Runtime> Core<R> {
     /// A failed disk (or a damaged entry) ends the member: nothing more is acknowledged.
     fn stop(&mut self, why: Fatal) {
         self.shared.mark_stopped(why);
-        for (_, waiter) in std::mem::take(&mut self.waiters) {
-            let _ = waiter.send(Err(stopped()));
-        }
-        for (_, reply) in std::mem::take(&mut self.reads) {
-            let _ = reply.send(Err(stopped()));
-        }
+        self.waiters.fail_all(
+            stopped,
+            MembershipError::Unavailable("etcdserver: server stopped".into()),
+        );
     }
 }
 
@@ -1301,63 +654,11 @@ impl Drop for StopOnPanic {
     }
 }
 
-fn no_leader() -> MembershipError {
-    MembershipError::Unavailable("etcdserver: no leader to take the change; try again".into())
-}
-
 async fn recv_or_wait(inbox: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
     match inbox {
         Some(inbox) => inbox.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// A new member's first state: a snapshot at index 1 holding the initial membership and an
-/// empty store, identical on every member, and an empty log after it. A member that joins
-/// later gets this state from the leader as a snapshot, so it learns the membership too.
-async fn bootstrap<D: crate::runtime::Disk>(
-    disk: &D,
-    config: &NodeConfig,
-    snapshotter: &Snapshotter<D>,
-    wal_dir: &std::path::Path,
-) -> Result<(), StartError> {
-    if config.peers.is_empty() || !config.peers.contains(&config.id) {
-        return Err(StartError::Invalid(format!(
-            "member {:x} is not in the initial cluster",
-            config.id
-        )));
-    }
-    let members = config.peers.iter().map(|&id| {
-        config
-            .initial_members
-            .iter()
-            .find(|m| m.id == id)
-            .cloned()
-            .unwrap_or(Member {
-                id,
-                name: String::new(),
-                peer_urls: Vec::new(),
-                client_urls: Vec::new(),
-            })
-    });
-    let state = State {
-        store: Store::with_history_capacity(config.history_capacity),
-        members: Membership::new(members),
-    };
-    let mut snapshot = Snapshot::default();
-    snapshot.set_data(state.save().into());
-    let meta = snapshot.mut_metadata();
-    meta.set_index(1);
-    meta.set_term(1);
-    meta.mut_conf_state().set_voters(config.peers.clone());
-    snapshotter.save(&snapshot).await?;
-    let mut wal = Wal::create(disk.clone(), wal_dir, 2, config.segment_bytes).await?;
-    let mut hs = HardState::default();
-    hs.set_term(1);
-    hs.set_commit(1);
-    wal.save(Some(&hs), &[]).await?;
-    wal.sync().await?;
-    Ok(())
 }
 
 #[cfg(test)]
