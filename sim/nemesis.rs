@@ -308,13 +308,16 @@ pub async fn run(cluster: Cluster, kinds: Vec<Fault>, until: Duration, log: Faul
 /// What is wrong with member `id` while its disk is full, if anything: a full disk is no
 /// reason to stop, and what the member holds can still be read from it.
 async fn full_disk_trouble(cluster: &Cluster, id: u64) -> Option<String> {
-    let status = cluster.member(id)?.status();
+    let member = cluster.member(id)?;
+    let status = member.status();
     if let Some(why) = status.stopped {
         return why
             .contains("ENOSPC")
             .then(|| format!("stopped on a full disk: {why}"));
     }
-    if !status.disk_full {
+    // A member whose disk filled before it caught up has never answered clients, and must
+    // not start to now.
+    if !status.disk_full || !member.is_ready() {
         return None;
     }
     let mut client = crate::workload::connect_to(vec![cluster.client_url_of(id)]);

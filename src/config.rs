@@ -549,31 +549,34 @@ impl Config {
                 .join(",")
         });
         let initial_cluster = parse_initial_cluster(&cluster_text, &flags.initial_cluster_token)?;
-        let me = initial_cluster
-            .iter()
-            .find(|m| m.name == flags.name)
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "couldn't find local name {:?} in the initial cluster configuration",
-                    flags.name
-                ))
-            })?;
-        let mut mine = me.peer_urls.clone();
-        let mut advertised = advertise_peer_urls.clone();
-        mine.sort();
-        advertised.sort();
-        // Checked only when bootstrapping, as etcd does: a member restarting after its peer
-        // URLs were changed (`member update`) is started with new advertised URLs while its
-        // old --initial-cluster no longer matters.
-        let bootstrap_conflict = (mine != advertised).then(|| {
-            format!(
-                "--initial-cluster has {}={} but --initial-advertise-peer-urls is {}",
-                flags.name,
-                me.peer_urls.join(","),
-                advertise_peer_urls.join(",")
-            )
-        });
-        let id = me.id;
+        // Both checked only when bootstrapping, as etcd does: a member restarting after its
+        // peer URLs were changed (`member update`) is started with new advertised URLs, and
+        // one added at runtime may be restarted with the cluster's original
+        // --initial-cluster, which does not list it; neither matters once the data dir holds
+        // the member.
+        let me = initial_cluster.iter().find(|m| m.name == flags.name);
+        let bootstrap_conflict = match me {
+            None => Some(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                flags.name
+            )),
+            Some(me) => {
+                let mut mine = me.peer_urls.clone();
+                let mut advertised = advertise_peer_urls.clone();
+                mine.sort();
+                advertised.sort();
+                (mine != advertised).then(|| {
+                    format!(
+                        "--initial-cluster has {}={} but --initial-advertise-peer-urls is {}",
+                        flags.name,
+                        me.peer_urls.join(","),
+                        advertise_peer_urls.join(",")
+                    )
+                })
+            }
+        };
+        // Without a bootstrap entry there is no id to derive; a data dir supplies the real one.
+        let id = me.map_or(0, |me| me.id);
         let ids: Vec<u64> = initial_cluster.iter().map(|m| m.id).collect();
         let data_dir = PathBuf::from(
             flags
@@ -748,6 +751,17 @@ mod tests {
             "{conflict}"
         );
         assert!(parse(&[]).unwrap().bootstrap_conflict.is_none());
+        // A name the initial cluster does not list is refused only when bootstrapping.
+        let unlisted = parse(&[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "y=http://localhost:2380",
+        ])
+        .unwrap()
+        .bootstrap_conflict
+        .expect("a conflict");
+        assert!(unlisted.contains("couldn't find local name"), "{unlisted}");
     }
 
     #[test]
@@ -769,15 +783,6 @@ mod tests {
             (&["--listen-client-urls", "localhost:2379"], "invalid URL"),
             (&["--listen-client-urls", "ftp://a:1"], "scheme"),
             (&["--listen-client-urls", "http://a"], "no port"),
-            (
-                &[
-                    "--name",
-                    "x",
-                    "--initial-cluster",
-                    "y=http://localhost:2380",
-                ],
-                "couldn't find local name",
-            ),
             (
                 &[
                     "--initial-cluster",

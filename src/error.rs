@@ -181,6 +181,10 @@ impl ErrorCode {
     }
 }
 
+/// The cause of a write refused because the member's disk is full: refused before it was
+/// proposed, so a client may send it to another member.
+pub const NO_SPACE_CAUSE: &str = "etcdserver: no space left on this member's disk";
+
 /// An etcd v2 error as clients see it: `{"errorCode", "message", "cause", "index"}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {

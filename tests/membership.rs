@@ -108,7 +108,11 @@ fn a_removed_member_stops_and_the_rest_go_on() {
         assert!(Instant::now() < deadline, "the removed member kept running");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a removed member exits 0, as etcd does"
+    );
     assert_eq!(member_ids(port).len(), 2);
     // If the removed member led, the others need an election first; clients retry meanwhile.
     wait_for("a write on the remaining two", || {
@@ -193,6 +197,10 @@ fn a_member_removed_while_down_is_told_by_its_peers_and_exits() {
         assert!(Instant::now() < deadline, "the removed member kept running");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a removed member exits 0, as etcd does"
+    );
     assert!(put(port, "/after", "value=ok").status < 300);
 }

@@ -255,6 +255,14 @@ impl<H: Host> Client<H> {
                     sent = true;
                     true
                 }
+                // Refused before it was proposed: certainly not applied, so the next member
+                // may take it.
+                Ok(reply) if refused_for_no_space(&reply) => {
+                    errors.push(format!(
+                        "client: etcd member {endpoint} has no space left on its disk"
+                    ));
+                    false
+                }
                 Ok(reply) if reply.status == 500 || reply.status == 503 => {
                     errors.push(format!("client: etcd member {endpoint} has no leader"));
                     sent = true;
@@ -284,6 +292,12 @@ impl<H: Host> Client<H> {
             Err(ClientError::Unreachable(errors))
         }
     }
+}
+
+fn refused_for_no_space(reply: &http::Reply) -> bool {
+    reply.status == 500
+        && serde_json::from_slice::<crate::error::Error>(&reply.body)
+            .is_ok_and(|e| e.cause == crate::error::NO_SPACE_CAUSE)
 }
 
 /// One GET to one endpoint, whatever its status (for `/health`, which answers 503 when

@@ -49,7 +49,7 @@ pub use open::StartError;
 /// Why the loop stopped.
 type Fatal = String;
 
-const REMOVED: &str = "this member was removed from the cluster";
+pub use super::REMOVED;
 
 pub(super) struct Core<R: Runtime> {
     rt: R,
@@ -63,6 +63,8 @@ pub(super) struct Core<R: Runtime> {
     commands: mpsc::UnboundedReceiver<Command>,
     /// What is synced to disk: no message sent may vouch for more (see `durable`).
     durable: Durable,
+    /// The id of this start's publish proposal (retried under the same id until applied).
+    publish_request: u64,
     /// The clients waiting for an answer.
     waiters: waiters::Waiters,
     /// The election timeout last drawn, and the (term, role, leader) it was drawn for (see
@@ -308,20 +310,10 @@ impl<R: Runtime> Core<R> {
         let Some((name, client_urls)) = self.config.publish.clone() else {
             return;
         };
-        let shown = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .members
-            .get(self.config.id)
-            .is_some_and(|m| m.name == name && m.client_urls == client_urls);
-        if shown {
-            self.config.publish = None;
-            return;
-        }
+        // Proposed at every start, even when the table already shows the same attributes: its
+        // entry, once applied, says this member has caught up with the cluster as of now.
         let proposal = Proposal {
-            id: self.rt.random_u64(),
+            id: self.publish_request,
             time: self.stamp(),
             op: Op::Publish {
                 id: self.config.id,
@@ -517,6 +509,10 @@ impl<R: Runtime> Core<R> {
                             (&self.config.panic_on_key, &proposal.op)
                         {
                             assert!(key != written, "fault point: a write to {key}");
+                        }
+                        if proposal.id == self.publish_request && self.config.publish.is_some() {
+                            self.config.publish = None;
+                            self.shared.mark_ready();
                         }
                         match request::apply(&mut store, &proposal) {
                             Applied::Keys(result) => {

@@ -27,6 +27,9 @@ use crate::store::{Event, Watcher};
 
 pub use self::core::StartError;
 
+/// Why a member that was removed from the cluster stopped.
+pub const REMOVED: &str = "this member was removed from the cluster";
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: u64,
@@ -136,6 +139,9 @@ pub(crate) struct Shared {
     log: raft_storage::RaftStorage,
     /// Flips to true once, when the member stops (`Status::stopped` says why).
     stop_notice: tokio::sync::watch::Sender<bool>,
+    /// Flips to true once, when the member has caught up with the cluster as of its start
+    /// (its publish for this start is applied) and may answer clients.
+    ready_notice: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -146,6 +152,7 @@ impl Shared {
             clock: Mutex::new(cluster_clock::ClusterClock::default()),
             log,
             stop_notice: tokio::sync::watch::Sender::new(false),
+            ready_notice: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -162,6 +169,10 @@ impl Shared {
         status.stopped.get_or_insert(why);
         drop(status);
         self.stop_notice.send_replace(true);
+    }
+
+    pub(crate) fn mark_ready(&self) {
+        self.ready_notice.send_replace(true);
     }
 }
 
@@ -218,11 +229,7 @@ fn timed_out() -> Error {
 }
 
 fn no_space() -> Error {
-    Error::new(
-        ErrorCode::RaftInternal,
-        "etcdserver: no space left on this member's disk",
-        0,
-    )
+    Error::new(ErrorCode::RaftInternal, crate::error::NO_SPACE_CAUSE, 0)
 }
 
 fn stopped() -> Error {
@@ -351,6 +358,22 @@ impl<R: Runtime> Node<R> {
         let mut notice = self.shared.stop_notice.subscribe();
         let _ = notice.wait_for(|stopped| *stopped).await;
         self.status().stopped.unwrap_or_default()
+    }
+
+    /// Resolves once the member may answer clients: it has applied everything the cluster
+    /// had committed when it started (as etcd, it publishes itself through raft and waits
+    /// for that entry), so a restarted or joining member never answers from a store that
+    /// lacks acknowledged writes. Never, if the member stops first.
+    pub fn ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut notice = self.shared.ready_notice.subscribe();
+        async move {
+            let _ = notice.wait_for(|ready| *ready).await;
+        }
+    }
+
+    /// Whether the member answers clients yet (see `ready`).
+    pub fn is_ready(&self) -> bool {
+        *self.shared.ready_notice.borrow()
     }
 
     pub fn runtime(&self) -> &R {

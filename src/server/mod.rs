@@ -130,6 +130,13 @@ impl<H: Host, D: Disk> Server<H, D> {
                     let app = Arc::clone(&app);
                     async move { Ok::<_, Infallible>(api::handle(app, request).await) }
                 });
+            // Clients wait (their connections queue) until the member has caught up, as with
+            // etcd, which serves them only once its publish is applied.
+            let ready = node.ready();
+            let serving = async move {
+                ready.await;
+                serving.await
+            };
             host.spawn(until_stopped(stop.subscribe(), serving));
         }
         let inbound = Arc::new(transport::Inbound::new(

@@ -52,7 +52,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     // cluster, or its disk failed).
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
-        why = server.stopped() => Err(format!("the member stopped: {why}")),
+        // As etcd: a removed member's work is done (status 0, so a supervisor that restarts
+        // on failure does not bring it back), and its data is of no further use.
+        why = server.stopped() => if why == crate::node::REMOVED {
+            eprintln!("etcd: {why}; the data-dir used by this member must be removed");
+            Ok(())
+        } else {
+            Err(format!("the member stopped: {why}"))
+        },
     };
     server.shutdown().await;
     eprintln!("etcd: stopped");

@@ -503,9 +503,14 @@ impl<H: Host> Peer<H> {
 const MESSAGES_DEADLINE: Duration = Duration::from_secs(5);
 /// A snapshot goes on as long as it moves: it fails when no byte has gone for this long...
 const SNAPSHOT_SEND_STALL: Duration = Duration::from_secs(5);
-/// ...or when every byte has gone and no answer came within this (the receiver decodes it and
-/// hands it to raft before answering).
+/// ...or when every byte has gone and no answer came within this, plus a second per MiB: the
+/// last bytes may still sit in socket buffers (and a proxy's) on a slow link, and the
+/// receiver decodes the snapshot before it answers.
 const SNAPSHOT_ANSWER: Duration = Duration::from_secs(30);
+
+fn snapshot_answer(bytes: usize) -> Duration {
+    SNAPSHOT_ANSWER + Duration::from_secs((bytes >> 20) as u64)
+}
 
 /// One peer's lane: sends what queues up, in order. Its contract with raft: every snapshot
 /// handed to it is reported, delivered or failed, within a bounded time of its last progress;
@@ -564,7 +569,7 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
                     .map_err(|()| "timed out".to_owned())?,
                 Lane::Snapshots => tokio::select! {
                     response = sending => response,
-                    () = taken.stalled(&peer.host, SNAPSHOT_SEND_STALL, SNAPSHOT_ANSWER) => {
+                    () = taken.stalled(&peer.host, SNAPSHOT_SEND_STALL, snapshot_answer(bytes)) => {
                         return Err("the snapshot stalled".to_owned())
                     }
                 },
@@ -597,7 +602,13 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
                     peer.report(PeerReport::SnapshotSent(peer.id));
                 }
             }
-            Err(_) => {
+            Err(why) => {
+                if snapshots > 0 {
+                    eprintln!(
+                        "etcd: a snapshot ({bytes} bytes) to {} failed: {why}",
+                        format_id(peer.id)
+                    );
+                }
                 peer.stats.failed(peer.id);
                 peer.report(PeerReport::Unreachable(peer.id));
                 try_heard = !try_heard;

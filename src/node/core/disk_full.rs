@@ -44,6 +44,11 @@ impl<R: Runtime> Core<R> {
                 eprintln!("etcd: the disk is full ({why}); writes are refused until there is room");
                 status.disk_full = true;
             }
+            // Raft stands still meanwhile, and its peers elect another leader: this member
+            // must not go on naming itself (or anyone) leader to clients.
+            status.role = Role::Follower;
+            status.leader = 0;
+            status.followers.clear();
         }
         let until = self.rt.elapsed() + ROOM_RETRY;
         loop {

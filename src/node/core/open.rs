@@ -138,7 +138,14 @@ impl<R: Runtime> Core<R> {
             State::restore(&snapshot.data)
                 .map_err(|e| StartError::Invalid(format!("snapshot at {}: {e}", meta.index)))?
         };
-        let (wal, recovered) = Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
+        let (mut wal, recovered) =
+            Wal::open(disk, &wal_dir, meta.index, config.segment_bytes).await?;
+        // A snapshot from a leader is saved before the log records that it was installed; a
+        // crash between the two leaves a log that ends before the snapshot. Recorded now, or
+        // the entries that follow would be written after a gap that no later start accepts.
+        if meta.index > wal.last_index() {
+            wal.snapshot_installed(meta.index, meta.term).await?;
+        }
         // What a crash left unfinished and start-up cut off: the operator hears of it.
         for repair in &recovered.repairs {
             eprintln!("etcd: {repair}");
@@ -190,6 +197,10 @@ impl<R: Runtime> Core<R> {
             storage.clone(),
         ));
         *shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
+        let publish_request = rt.random_u64();
+        if config.publish.is_none() {
+            shared.mark_ready(); // nothing to announce: a bare node, in tests
+        }
         let mut core = Core {
             rt,
             config,
@@ -203,6 +214,7 @@ impl<R: Runtime> Core<R> {
             election_timeout: 0,
             election_epoch: (0, 0, 0),
             waiters: waiters::Waiters::default(),
+            publish_request,
             durable: Durable {
                 term: hard_state.term,
                 vote: hard_state.vote,
