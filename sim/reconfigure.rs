@@ -53,11 +53,34 @@ async fn replace_one(
 
 /// Replaces a member whose data was damaged and refused to start, as an operator would:
 /// removed, and a new, empty member added in its place, which copies the data from its peers.
+/// The removal is tried until the cluster takes it (or says the member is gone): a dead
+/// member left in the table would count against the quorum for good.
 pub async fn replace_damaged(cluster: &Cluster, victim: u64) -> Vec<String> {
     let mut client = workload::connect(cluster);
     let mut done = Vec::new();
-    if !replace(cluster, &mut client, victim, false, &mut done).await {
-        done.extend(reconcile(cluster, &mut client).await);
+    for attempt in 0..20 {
+        if attempt > 0 {
+            madsim::time::sleep(Duration::from_secs(1)).await;
+        }
+        match members::remove(&mut client, &format_id(victim)).await {
+            Ok(()) => done.push(format!("removed {victim:x}")),
+            Err(e)
+                if ["No such member", "permanently removed"]
+                    .iter()
+                    .any(|gone| e.to_string().contains(gone)) =>
+            {
+                done.push(format!("{victim:x} was already removed"))
+            }
+            Err(e) => {
+                done.push(format!("removing {victim:x} failed: {e}"));
+                continue;
+            }
+        }
+        cluster.retire(victim);
+        if !add_one(cluster, &mut client, &mut done).await {
+            done.extend(reconcile(cluster, &mut client).await);
+        }
+        return done;
     }
     done
 }
@@ -93,6 +116,11 @@ async fn replace(
         madsim::time::sleep(Duration::from_millis(500)).await;
         cluster.restart(victim);
     }
+    add_one(cluster, client, done).await && certain
+}
+
+/// Adds a new, empty member and starts it; `false` when the outcome is unknown.
+async fn add_one(cluster: &Cluster, client: &mut Client<SimHost>, done: &mut Vec<String>) -> bool {
     let n = (100..)
         .find(|&n| !cluster.has_machine(n))
         .expect("a free name");
@@ -101,13 +129,13 @@ async fn replace(
             let id = parse_id(&member.id).expect("the cluster names members in hex");
             cluster.join_as(n, id);
             done.push(format!("added member-{n} as {id:x}"));
+            true
         }
         Err(e) => {
-            certain = false;
             done.push(format!("adding member-{n} failed: {e}"));
+            false
         }
     }
-    certain
 }
 
 /// `false` when the change's outcome is unknown.
