@@ -1008,7 +1008,9 @@ impl<R: Runtime> Core<R> {
             self.storage.mem.wl().set_conf_state(conf);
             match (kind, &context) {
                 (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
-                _ => removed_self = id == self.config.id,
+                // Raft no longer tracks the peer: its lanes can go (see `Transport`).
+                _ if id != self.config.id => self.rt.net().remove_peer(id),
+                _ => removed_self = true,
             }
         }
         if let Some(ctx) = context {
@@ -1048,6 +1050,14 @@ impl<R: Runtime> Core<R> {
         // hear from them but never answer (a joiner that became leader waited for ever).
         for member in state.members.members() {
             self.rt.net().add_peer(member.id, &member.peer_urls);
+        }
+        // And members removed in them lose their lanes, as if applied here.
+        for gone in current
+            .members
+            .members()
+            .filter(|m| state.members.is_removed(m.id))
+        {
+            self.rt.net().remove_peer(gone.id);
         }
         *current = state;
         self.applied = meta.index;
