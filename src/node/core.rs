@@ -21,6 +21,7 @@ use super::durable::Durable;
 use super::raft_storage::RaftStorage;
 use super::{
     no_space, stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status,
+    COMMAND_CAPACITY, INBOX_CAPACITY,
 };
 use crate::error::Error;
 use crate::membership::MembershipError;
@@ -112,7 +113,7 @@ pub(super) struct Core<R: Runtime> {
     snapshotter: Snapshotter<R::Disk>,
     shared: Arc<Shared>,
     inbox: Option<mpsc::Receiver<Message>>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     /// What is synced to disk: no message sent may vouch for more (see `durable`).
     durable: Durable,
     /// The election timeout last drawn, and the (term, role, leader) it was drawn for (see
@@ -182,7 +183,7 @@ impl<R: Runtime> Core<R> {
         rt: R,
         config: NodeConfig,
         inbox: mpsc::Receiver<Message>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::Receiver<Command>,
     ) -> Result<(Core<R>, Arc<Shared>), StartError> {
         let disk = rt.disk().clone();
         let (wal_dir, snap_dir) = data_paths(&config);
@@ -311,12 +312,10 @@ impl<R: Runtime> Core<R> {
             let sleep = self.rt.sleep(next_tick.saturating_sub(self.rt.elapsed()));
             tokio::select! {
                 biased;
+                // Peer reports and a stop first: they never wait behind clients.
+                _ = self.shared.control.woken() => {}
                 command = self.commands.recv() => match command {
-                    Some(command) => {
-                        if !self.command(command) {
-                            return;
-                        }
-                    }
+                    Some(command) => self.command(command),
                     None => return, // every handle is gone
                 },
                 message = recv_or_wait(&mut self.inbox) => match message {
@@ -325,13 +324,23 @@ impl<R: Runtime> Core<R> {
                 },
                 _ = sleep => {}
             }
-            // Take everything already waiting, so one Ready (and one fsync) serves it all.
-            while let Ok(command) = self.commands.try_recv() {
-                if !self.command(command) {
-                    return;
-                }
+            if !self.take_control() {
+                return;
             }
-            while let Some(message) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+            // Take what is already waiting, so one Ready (and one fsync) serves it all; but at
+            // most a queue-full of each, what could have been waiting when the round began, so
+            // that clients or peers sending as fast as the loop takes cannot hold it here while
+            // its tick and its Ready (and the fsync that answers them) wait.
+            for _ in 0..COMMAND_CAPACITY {
+                let Ok(command) = self.commands.try_recv() else {
+                    break;
+                };
+                self.command(command);
+            }
+            for _ in 0..INBOX_CAPACITY {
+                let Some(message) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) else {
+                    break;
+                };
                 self.step(message);
             }
             let now = self.rt.elapsed();
@@ -394,24 +403,21 @@ impl<R: Runtime> Core<R> {
         );
     }
 
-    /// Handles one command; `false` when the member must stop now.
-    fn command(&mut self, command: Command) -> bool {
+    /// Handles one client command.
+    fn command(&mut self, command: Command) {
         if self.leaving_at.is_some() {
             match command {
                 Command::Propose { reply, .. } => {
                     let _ = reply.send(Err(stopped()));
-                    return true;
                 }
                 Command::Read { reply, .. } => {
                     let _ = reply.send(Err(stopped()));
-                    return true;
                 }
                 Command::ChangeMembers { reply, .. } => {
                     let _ = reply.send(Err(MembershipError::Unavailable(REMOVED.into())));
-                    return true;
                 }
-                _ => {}
             }
+            return;
         }
         match command {
             Command::Propose { proposal, reply } => {
@@ -423,25 +429,34 @@ impl<R: Runtime> Core<R> {
                 self.reads.insert(id, reply);
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
-            Command::Peer(PeerReport::Unreachable(id)) => self.raw.report_unreachable(id),
-            Command::Peer(PeerReport::SnapshotSent(id)) => {
-                self.raw.report_snapshot(id, SnapshotStatus::Finish)
-            }
-            Command::Peer(PeerReport::SnapshotFailed(id)) => {
-                self.raw.report_snapshot(id, SnapshotStatus::Failure)
-            }
-            Command::Peer(PeerReport::RemovedByPeer) => {
-                self.stop(REMOVED.into());
-                return false;
-            }
             Command::ChangeMembers { change, reply } => self.change_members(change, reply),
-            Command::Stop { done } => {
-                // Whatever this loop wrote is on disk: a round finishes its fsync before the
-                // next command is read.
-                self.stop("stopped".into());
-                let _ = done.send(());
-                return false;
+        }
+    }
+
+    /// Hands raft what the transport reported and honours a stop (see `control`); `false`
+    /// when the member must stop now.
+    fn take_control(&mut self) -> bool {
+        let taken = self.shared.control.take();
+        for report in taken.reports {
+            match report {
+                PeerReport::Unreachable(id) => self.raw.report_unreachable(id),
+                PeerReport::SnapshotSent(id) => {
+                    self.raw.report_snapshot(id, SnapshotStatus::Finish)
+                }
+                PeerReport::SnapshotFailed(id) => {
+                    self.raw.report_snapshot(id, SnapshotStatus::Failure)
+                }
+                PeerReport::RemovedByPeer => {
+                    self.stop(REMOVED.into());
+                    return false;
+                }
             }
+        }
+        if taken.stop {
+            // Whatever this loop wrote is on disk: a round finishes its fsync before the next
+            // one takes a stop.
+            self.stop("stopped".into());
+            return false;
         }
         true
     }
@@ -793,6 +808,13 @@ impl<R: Runtime> Core<R> {
             let sleep = self.rt.sleep(until.saturating_sub(self.rt.elapsed()));
             tokio::select! {
                 biased;
+                // Stops, and what raft hears of its peers (a snapshot's outcome must reach it
+                // whatever happens here), before clients.
+                _ = self.shared.control.woken() => {
+                    if !self.take_control() {
+                        return Err("stopped".into());
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Propose { reply, .. }) => { let _ = reply.send(Err(no_space())); }
                     Some(Command::Read { reply, .. }) => { let _ = reply.send(Err(no_space())); }
@@ -800,13 +822,6 @@ impl<R: Runtime> Core<R> {
                         let _ = reply.send(Err(MembershipError::Unavailable(
                             "etcdserver: no space left on this member's disk".into(),
                         )));
-                    }
-                    // Stops, and what raft hears of its peers (a snapshot's outcome must
-                    // reach it whatever happens here).
-                    Some(command) => {
-                        if !self.command(command) {
-                            return Err("stopped".into());
-                        }
                     }
                     None => return Err("stopped".into()),
                 },

@@ -161,7 +161,8 @@ impl<H: Host, D: Disk, N: Transport> Runtime for Parts<H, D, N> {
 /// - It says who the peers are, as it applies the membership: `add_peer` when a member joins or
 ///   moves (and for every member of a snapshot it installs), `remove_peer` once a member's
 ///   removal is applied — after which raft no longer tracks that peer and sends it nothing.
-/// - It takes every report (`Node::report`) without blocking the transport, and loses none.
+/// - It takes every report, however busy it is (`Node::report`): reports never queue behind
+///   clients and are never lost, and the same report twice counts once.
 /// - It takes raft messages from peers through a bounded inbox (`node::INBOX_CAPACITY`).
 /// - It answers, for any sender, whether that member was removed (`Node::is_removed`, from
 ///   the replicated member table, which remembers removed ids for ever).
