@@ -185,6 +185,13 @@ impl ErrorCode {
 /// proposed, so a client may send it to another member.
 pub const NO_SPACE_CAUSE: &str = "etcdserver: no space left on this member's disk";
 
+/// etcd 3.x's `ErrTooManyRequests`, word for word: the member is too far behind to take more.
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
+
+/// What an overloaded member asks a client to wait before trying again (`Retry-After`, in
+/// seconds): a round of its raft loop is far shorter, so a second is room enough to drain.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 /// An etcd v2 error as clients see it: `{"errorCode", "message", "cause", "index"}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
@@ -193,6 +200,8 @@ pub struct Error {
     pub cause: String,
     /// The etcd index when the error happened.
     pub index: u64,
+    /// The member turned the request away for want of room (see `too_many_requests`).
+    overloaded: bool,
 }
 
 impl Error {
@@ -201,7 +210,30 @@ impl Error {
             code,
             cause: cause.into(),
             index,
+            overloaded: false,
         }
+    }
+
+    /// The member's raft loop has more requests waiting than it holds: this one was refused
+    /// before it reached raft, so it certainly did not happen.
+    ///
+    /// The body is what etcd's v2 API writes for any server error that has no v2 code of its
+    /// own (`writeKeyError`): `RaftInternal` (300) with the error's text as the cause and index
+    /// 0, the text being etcd 3.x's `ErrTooManyRequests`. The status is 503, not the 500 that
+    /// code otherwise maps to: 503 is HTTP's word for "overloaded, try again later" and comes
+    /// with `Retry-After`, which proxies and HTTP clients act on, where a 500 reads as a fault.
+    /// Nothing that copes with etcd breaks: etcd's own Go client, and ours, take 500 and 503
+    /// alike (that member has no leader: try the next one).
+    pub fn too_many_requests() -> Error {
+        Error {
+            overloaded: true,
+            ..Error::new(ErrorCode::RaftInternal, TOO_MANY_REQUESTS, 0)
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for an error that says so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.overloaded.then_some(RETRY_AFTER_SECS)
     }
 
     pub fn message(&self) -> &'static str {
@@ -209,6 +241,9 @@ impl Error {
     }
 
     pub fn http_status(&self) -> u16 {
+        if self.overloaded {
+            return 503;
+        }
         self.code.http_status()
     }
 
@@ -315,6 +350,19 @@ mod tests {
         );
         let back: Error = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn an_overloaded_member_answers_503_with_etcds_body() {
+        let e = Error::too_many_requests();
+        assert_eq!(e.http_status(), 503);
+        assert_eq!(e.retry_after_secs(), Some(RETRY_AFTER_SECS));
+        assert_eq!(
+            e.to_json(),
+            r#"{"errorCode":300,"message":"Raft Internal Error","cause":"etcdserver: too many requests","index":0}"#
+        );
+        let other = Error::new(ErrorCode::RaftInternal, "etcdserver: request timed out", 0);
+        assert_eq!((other.http_status(), other.retry_after_secs()), (500, None));
     }
 
     #[test]

@@ -27,7 +27,12 @@ fn message(status: StatusCode, text: &str) -> Response<Body> {
 fn refused(error: &MembershipError) -> Response<Body> {
     let status =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    message(status, &error.to_string())
+    let mut response = message(status, &error.to_string());
+    if *error == MembershipError::TooManyRequests {
+        let secs = crate::error::RETRY_AFTER_SECS.to_string();
+        super::set_header(&mut response, "Retry-After", secs);
+    }
+    response
 }
 
 async fn peer_urls<R: Runtime>(

@@ -63,6 +63,9 @@ pub fn error_response(error: &Error, cluster_id: u64) -> Response<Body> {
     let mut response = json_response(status, error.to_json() + "\n");
     set_header(&mut response, "X-Etcd-Index", error.index.to_string());
     set_header(&mut response, "X-Etcd-Cluster-ID", format_id(cluster_id));
+    if let Some(secs) = error.retry_after_secs() {
+        set_header(&mut response, "Retry-After", secs.to_string());
+    }
     response
 }
 

@@ -22,6 +22,9 @@ pub enum MembershipError {
     },
     /// The change could not be made now (the member is stopping, or it timed out).
     Unavailable(String),
+    /// The member has more requests waiting than it holds; try again shortly (see
+    /// `Error::too_many_requests`, whose reasons for a 503 hold here too).
+    TooManyRequests,
 }
 
 impl MembershipError {
@@ -35,6 +38,7 @@ impl MembershipError {
             MembershipError::IdNotFound(_) => 404,
             MembershipError::NotEnoughStarted { .. } => 412,
             MembershipError::Unavailable(_) => 500,
+            MembershipError::TooManyRequests => 503,
         }
     }
 }
@@ -50,6 +54,7 @@ impl fmt::Display for MembershipError {
             }
             MembershipError::IdNotFound(id) => write!(f, "No such member: {}", format_id(*id)),
             MembershipError::Unavailable(why) => f.write_str(why),
+            MembershipError::TooManyRequests => f.write_str(crate::error::TOO_MANY_REQUESTS),
             MembershipError::NotEnoughStarted {
                 members_after,
                 started_after,

@@ -25,6 +25,7 @@ use super::durable::Durable;
 use super::raft_storage::RaftStorage;
 use super::{
     no_space, stopped, Command, MemberChange, NodeConfig, PeerReport, Role, Shared, Status,
+    COMMAND_CAPACITY, INBOX_CAPACITY,
 };
 use crate::error::Error;
 use crate::membership::MembershipError;
@@ -60,7 +61,7 @@ pub(super) struct Core<R: Runtime> {
     snapshotter: Snapshotter<R::Disk>,
     shared: Arc<Shared>,
     inbox: Option<mpsc::Receiver<Message>>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     /// What is synced to disk: no message sent may vouch for more (see `durable`).
     durable: Durable,
     /// The id of this start's publish proposal (retried under the same id until applied).
@@ -108,6 +109,8 @@ impl<R: Runtime> Core<R> {
             let sleep = self.rt.sleep(next_tick.saturating_sub(self.rt.elapsed()));
             tokio::select! {
                 biased;
+                // Peer reports and a stop first: they never wait behind clients.
+                _ = self.shared.control.woken() => {}
                 command = self.commands.recv() => match command {
                     Some(command) => {
                         if !self.command(command) {
@@ -122,13 +125,25 @@ impl<R: Runtime> Core<R> {
                 },
                 _ = sleep => {}
             }
-            // Take everything already waiting, so one Ready (and one fsync) serves it all.
-            while let Ok(command) = self.commands.try_recv() {
+            if !self.take_control() {
+                return;
+            }
+            // Take what is already waiting, so one Ready (and one fsync) serves it all; but at
+            // most a queue-full of each, what could have been waiting when the round began, so
+            // that clients or peers sending as fast as the loop takes cannot hold it here while
+            // its tick and its Ready (and the fsync that answers them) wait.
+            for _ in 0..COMMAND_CAPACITY {
+                let Ok(command) = self.commands.try_recv() else {
+                    break;
+                };
                 if !self.command(command) {
                     return;
                 }
             }
-            while let Some(message) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+            for _ in 0..INBOX_CAPACITY {
+                let Some(message) = self.inbox.as_mut().and_then(|i| i.try_recv().ok()) else {
+                    break;
+                };
                 self.step(message);
             }
             let now = self.rt.elapsed();
@@ -200,24 +215,21 @@ impl<R: Runtime> Core<R> {
         );
     }
 
-    /// Handles one command; `false` when the member must stop now.
+    /// Handles one client command; `false` when the member must stop now (a broken rule).
     fn command(&mut self, command: Command) -> bool {
         if self.leaving_at.is_some() {
             match command {
                 Command::Propose { reply, .. } => {
                     let _ = reply.send(Err(stopped()));
-                    return true;
                 }
                 Command::Read { reply, .. } => {
                     let _ = reply.send(Err(stopped()));
-                    return true;
                 }
                 Command::ChangeMembers { reply, .. } => {
                     let _ = reply.send(Err(MembershipError::Unavailable(REMOVED.into())));
-                    return true;
                 }
-                _ => {}
             }
+            return true;
         }
         match command {
             Command::Propose { proposal, reply } => {
@@ -235,25 +247,35 @@ impl<R: Runtime> Core<R> {
                 }
                 self.raw.read_index(id.to_le_bytes().to_vec());
             }
-            Command::Peer(PeerReport::Unreachable(id)) => self.raw.report_unreachable(id),
-            Command::Peer(PeerReport::SnapshotSent(id)) => {
-                self.raw.report_snapshot(id, SnapshotStatus::Finish)
-            }
-            Command::Peer(PeerReport::SnapshotFailed(id)) => {
-                self.raw.report_snapshot(id, SnapshotStatus::Failure)
-            }
-            Command::Peer(PeerReport::RemovedByPeer) => {
-                self.stop(REMOVED.into());
-                return false;
-            }
             Command::ChangeMembers { change, reply } => self.change_members(change, reply),
-            Command::Stop { done } => {
-                // Whatever this loop wrote is on disk: a round finishes its fsync before the
-                // next command is read.
-                self.stop("stopped".into());
-                let _ = done.send(());
-                return false;
+        }
+        true
+    }
+
+    /// Hands raft what the transport reported and honours a stop (see `control`); `false`
+    /// when the member must stop now.
+    fn take_control(&mut self) -> bool {
+        let taken = self.shared.control.take();
+        for report in taken.reports {
+            match report {
+                PeerReport::Unreachable(id) => self.raw.report_unreachable(id),
+                PeerReport::SnapshotSent(id) => {
+                    self.raw.report_snapshot(id, SnapshotStatus::Finish)
+                }
+                PeerReport::SnapshotFailed(id) => {
+                    self.raw.report_snapshot(id, SnapshotStatus::Failure)
+                }
+                PeerReport::RemovedByPeer => {
+                    self.stop(REMOVED.into());
+                    return false;
+                }
             }
+        }
+        if taken.stop {
+            // Whatever this loop wrote is on disk: a round finishes its fsync before the next
+            // one takes a stop.
+            self.stop("stopped".into());
+            return false;
         }
         true
     }

@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod cluster_clock;
+mod control;
 mod core;
 mod durable;
 mod raft_storage;
@@ -142,6 +143,9 @@ pub(crate) struct Shared {
     /// Flips to true once, when the member has caught up with the cluster as of its start
     /// (its publish for this start is applied) and may answer clients.
     ready_notice: tokio::sync::watch::Sender<bool>,
+    /// Peer reports and the request to stop, which must reach the raft loop however full
+    /// the command channel is (see `control`).
+    control: control::Control,
 }
 
 impl Shared {
@@ -153,6 +157,7 @@ impl Shared {
             log,
             stop_notice: tokio::sync::watch::Sender::new(false),
             ready_notice: tokio::sync::watch::Sender::new(false),
+            control: control::Control::default(),
         }
     }
 
@@ -176,6 +181,7 @@ impl Shared {
     }
 }
 
+/// A client's request to the raft loop, through the bounded command channel.
 enum Command {
     Propose {
         proposal: Proposal,
@@ -187,10 +193,6 @@ enum Command {
         id: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
-    /// Stop after the round in progress (whose fsync has then finished).
-    Stop { done: oneshot::Sender<()> },
-    /// What the transport learnt about a peer.
-    Peer(PeerReport),
     /// Add, remove or re-address a member.
     ChangeMembers {
         change: MemberChange,
@@ -206,7 +208,8 @@ pub enum MemberChange {
     UpdatePeerUrls { id: u64, peer_urls: Vec<String> },
 }
 
-/// News from the transport that raft should hear.
+/// News from the transport that raft should hear. It never waits behind client commands and is
+/// never lost (see `control`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerReport {
     /// Messages to this peer could not be delivered.
@@ -224,6 +227,19 @@ pub enum PeerReport {
 /// sends again), so peers that send faster than the member steps cannot grow its memory.
 pub const INBOX_CAPACITY: usize = 4096;
 
+/// Client commands (writes, quorum reads, membership changes) waiting for the raft loop.
+/// Beyond it a command is refused at once with etcd's "etcdserver: too many requests" (see
+/// `Error::too_many_requests`: HTTP 503 with Retry-After), and certainly was not applied.
+///
+/// What waits here is what arrived while the loop was busy with a round (mostly its fsync);
+/// the next round takes it all (at most this many: see `Core::run`). 1,024 is 25 ms of
+/// arrivals at the most a whole cluster took here (~40,000 quorum reads a second, BENCH.md),
+/// dozens of healthy fsyncs: a member whose disk or loop stalls for longer turns new clients
+/// away at once, instead of letting them pile up and wait out their timeout not knowing
+/// whether their write happened. A client holds one command while it waits for its answer,
+/// so fewer clients than this (BENCH.md's runs use 64) never meet the bound.
+pub const COMMAND_CAPACITY: usize = 1024;
+
 fn timed_out() -> Error {
     Error::new(ErrorCode::RaftInternal, "etcdserver: request timed out", 0)
 }
@@ -236,12 +252,20 @@ fn stopped() -> Error {
     Error::new(ErrorCode::RaftInternal, "etcdserver: server stopped", 0)
 }
 
+/// Why a command could not be queued for the raft loop.
+fn not_queued(error: mpsc::error::TrySendError<Command>) -> Error {
+    match error {
+        mpsc::error::TrySendError::Full(_) => Error::too_many_requests(),
+        mpsc::error::TrySendError::Closed(_) => stopped(),
+    }
+}
+
 /// A handle to a running member.
 #[derive(Clone)]
 pub struct Node<R: Runtime> {
     rt: R,
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     timeout: Duration,
 }
 
@@ -253,7 +277,7 @@ impl<R: Runtime> Node<R> {
         config: NodeConfig,
         inbox: mpsc::Receiver<Message>,
     ) -> Result<Node<R>, StartError> {
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let timeout = config.request_timeout;
         let (core, shared) = core::Core::open(rt.clone(), config, inbox, command_rx).await?;
         rt.spawn(core.run());
@@ -275,8 +299,8 @@ impl<R: Runtime> Node<R> {
         };
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Propose { proposal, reply })
-            .map_err(|_| stopped())?;
+            .try_send(Command::Propose { proposal, reply })
+            .map_err(not_queued)?;
         self.wait(answer).await
     }
 
@@ -284,8 +308,13 @@ impl<R: Runtime> Node<R> {
     pub async fn change_members(&self, change: MemberChange) -> Result<(), MembershipError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::ChangeMembers { change, reply })
-            .map_err(|_| MembershipError::Unavailable("etcdserver: server stopped".into()))?;
+            .try_send(Command::ChangeMembers { change, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => MembershipError::TooManyRequests,
+                mpsc::error::TrySendError::Closed(_) => {
+                    MembershipError::Unavailable("etcdserver: server stopped".into())
+                }
+            })?;
         let deadline = self.rt.sleep(self.timeout);
         tokio::select! {
             biased;
@@ -296,16 +325,21 @@ impl<R: Runtime> Node<R> {
         }
     }
 
-    /// Tells raft what the transport learnt about a peer (never blocks).
+    /// Tells raft what the transport learnt about a peer (never blocks, never lost).
     pub fn report(&self, report: PeerReport) {
-        let _ = self.commands.send(Command::Peer(report));
+        self.shared.control.report(report);
     }
 
-    /// Stops the member once what it is doing is on disk.
+    /// Stops the member once what it is doing is on disk: the raft loop stops between rounds,
+    /// after the round in progress has finished its fsync.
     pub async fn shutdown(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.commands.send(Command::Stop { done }).is_ok() {
-            let _ = finished.await;
+        self.shared.control.request_stop();
+        let mut notice = self.shared.stop_notice.subscribe();
+        tokio::select! {
+            biased;
+            _ = notice.wait_for(|stopped| *stopped) => {}
+            // The raft task is gone without saying so (its runtime is shutting down).
+            _ = self.commands.closed() => {}
         }
     }
 
@@ -314,8 +348,8 @@ impl<R: Runtime> Node<R> {
         let (reply, answer) = oneshot::channel();
         let id = self.rt.random_u64();
         self.commands
-            .send(Command::Read { id, reply })
-            .map_err(|_| stopped())?;
+            .try_send(Command::Read { id, reply })
+            .map_err(not_queued)?;
         self.wait(answer).await?;
         self.get(key, recursive)
     }
@@ -432,5 +466,132 @@ impl<R: Runtime> Node<R> {
             result = answer => result.unwrap_or_else(|_| Err(stopped())),
             _ = deadline => Err(timed_out()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Host, NoPeers, Parts, SimDisk, TokioHost};
+
+    type TestRuntime = Parts<TokioHost, SimDisk, NoPeers>;
+
+    /// A single-member cluster on an in-memory disk, once it leads.
+    async fn leader() -> Node<TestRuntime> {
+        let rt = Parts {
+            host: TokioHost::new(),
+            disk: SimDisk::new(),
+            net: Arc::new(NoPeers),
+        };
+        let mut config = NodeConfig::new(1, vec![1], "/member");
+        config.tick = Duration::from_millis(10);
+        let (_peers, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let node = Node::start(rt, config, inbox).await.expect("starts");
+        let led = crate::runtime::timeout(node.runtime(), Duration::from_secs(10), async {
+            while node.status().role != Role::Leader {
+                node.runtime().sleep(Duration::from_millis(10)).await;
+            }
+        });
+        led.await.expect("a single member leads");
+        node
+    }
+
+    /// Fills the command channel with quorum reads, without yielding (so the raft loop, on
+    /// this test's one thread, takes none); returns their answers.
+    fn fill_the_command_channel(
+        node: &Node<TestRuntime>,
+    ) -> Vec<oneshot::Receiver<Result<(), Error>>> {
+        let mut answers = Vec::new();
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let id = answers.len() as u64;
+            match node.commands.try_send(Command::Read { id, reply }) {
+                Ok(()) => answers.push(answer),
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(e) => panic!("the channel closed: {e}"),
+            }
+        }
+        assert_eq!(answers.len(), COMMAND_CAPACITY);
+        answers
+    }
+
+    #[tokio::test]
+    async fn a_client_that_finds_the_channel_full_is_refused_at_once() {
+        let node = leader().await;
+        let _queued = fill_the_command_channel(&node);
+        // Answered within the poll: the raft loop never ran.
+        let write = node.write(Op::Set {
+            key: "/k".into(),
+            value: Some("v".into()),
+            ttl: None,
+            refresh: false,
+        });
+        let refused = futures_util::FutureExt::now_or_never(write);
+        assert_eq!(refused, Some(Err(Error::too_many_requests())));
+        let read = futures_util::FutureExt::now_or_never(node.quorum_get("/k", false));
+        assert_eq!(read, Some(Err(Error::too_many_requests())));
+        let change = node.change_members(MemberChange::Remove { id: 9 });
+        let change = futures_util::FutureExt::now_or_never(change);
+        assert_eq!(change, Some(Err(MembershipError::TooManyRequests)));
+    }
+
+    /// A snapshot's outcome that never reaches raft stalls that follower for ever, and a
+    /// removal that never reaches it leaves a removed member running: the command channel
+    /// being full must drop neither.
+    #[tokio::test]
+    async fn peer_reports_reach_the_raft_loop_past_a_full_command_channel() {
+        let node = leader().await;
+        let queued = fill_the_command_channel(&node);
+        node.report(PeerReport::SnapshotFailed(2));
+        node.report(PeerReport::SnapshotSent(3));
+        node.report(PeerReport::RemovedByPeer);
+        let why = crate::runtime::timeout(node.runtime(), Duration::from_secs(10), node.stopped());
+        assert_eq!(
+            why.await.as_deref(),
+            Ok("this member was removed from the cluster")
+        );
+        // The loop took every report, the snapshot outcomes with the removal (in one take,
+        // before it: see `Control::take`).
+        assert_eq!(node.shared.control.take(), control::Taken::default());
+        // The clients queued behind are answered, not left waiting.
+        for answer in queued {
+            assert!(!matches!(answer.await, Ok(Ok(()))));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_gets_through_a_full_command_channel() {
+        let node = leader().await;
+        let _queued = fill_the_command_channel(&node);
+        let stopping = crate::runtime::timeout(node.runtime(), Duration::from_secs(10), async {
+            node.shutdown().await
+        });
+        assert_eq!(stopping.await, Ok(()));
+        assert_eq!(node.status().stopped.as_deref(), Some("stopped"));
+    }
+
+    #[tokio::test]
+    async fn after_a_full_channel_the_member_answers_as_before() {
+        let node = leader().await;
+        let queued = fill_the_command_channel(&node);
+        for answer in queued {
+            assert_eq!(answer.await.expect("answered"), Ok(()));
+        }
+        let set = node.write(Op::Set {
+            key: "/k".into(),
+            value: Some("v".into()),
+            ttl: None,
+            refresh: false,
+        });
+        assert!(set.await.is_ok());
+        assert_eq!(
+            node.quorum_get("/k", false)
+                .await
+                .expect("reads")
+                .node
+                .value
+                .as_deref(),
+            Some("v")
+        );
     }
 }

@@ -150,14 +150,48 @@ impl<H: Host, D: Disk, N: Transport> Runtime for Parts<H, D, N> {
     }
 }
 
-/// Raft messages to other members. Sending never blocks and may silently lose messages (raft
-/// retries); what arrives is handed to the receiving node's inbox.
+/// The raft peer network: the one contract between a member's node and its transport. Part of
+/// it is these methods, which the node calls; the rest is wired where the member is assembled
+/// (`server::Server::start`): the inbox the transport delivers into, the reporter it reports
+/// through, and the node's answer to "was this sender removed?".
+///
+/// What the node promises:
+/// - It hands over every message raft wants sent (`send`), from its raft loop, never waiting
+///   for the network.
+/// - It says who the peers are, as it applies the membership: `add_peer` when a member joins or
+///   moves (and for every member of a snapshot it installs), `remove_peer` once a member's
+///   removal is applied — after which raft no longer tracks that peer and sends it nothing.
+/// - It takes every report, however busy it is (`Node::report`): reports never queue behind
+///   clients and are never lost, and the same report twice counts once.
+/// - It takes raft messages from peers through a bounded inbox (`node::INBOX_CAPACITY`).
+/// - It answers, for any sender, whether that member was removed (`Node::is_removed`, from
+///   the replicated member table, which remembers removed ids for ever).
+///
+/// What the transport promises:
+/// - `send` never blocks. What it cannot queue it drops, and raft sends again: a peer's queue
+///   that is full means the peer is reported unreachable (as etcd's transport does); a message
+///   for a peer it does not know (never added, or removed) is dropped without dialling.
+/// - Every snapshot handed to `send` is reported through the reporter, delivered
+///   (`SnapshotSent`) or failed (`SnapshotFailed`), within a bounded time of its last
+///   progress, whatever becomes of it — dropped, undeliverable, or its peer removed. Raft sends
+///   a follower nothing more until it hears, and the node has no guess of its own.
+/// - A peer that cannot be reached is reported `Unreachable`, so raft slows down to probing.
+/// - What peers send is handed to the node's inbox whole and only if it is for this member,
+///   and dropped when the inbox is full; a sender the node says was removed is answered 410
+///   Gone and never stepped.
+/// - A peer's 410 Gone is reported as `RemovedByPeer`: this member missed its own removal.
+/// - After `remove_peer` nothing more goes to that peer: no dialling, its queues emptied and
+///   its tasks ended, and nothing the removed member says brings it back.
 pub trait Transport: Send + Sync + 'static {
     fn send(&self, message: Message);
 
     /// A member joined the cluster, or moved, at these peer URLs (this member's own id: where
     /// it now listens). A network that routes by id ignores it.
     fn add_peer(&self, _id: u64, _peer_urls: &[String]) {}
+
+    /// A member left the cluster for good: drop everything kept for it. No default, so that
+    /// every network decides what removing a peer means for it.
+    fn remove_peer(&self, id: u64);
 }
 
 /// Durable storage as the WAL and snapshots need it. Writes and length changes are not durable

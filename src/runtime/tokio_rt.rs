@@ -106,6 +106,10 @@ impl Listener for TcpListener {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoPeers;
 
+/// Raft in a single-member cluster sends nothing and has no peer to report on; a member it
+/// never had needs no removing.
 impl Transport for NoPeers {
     fn send(&self, _message: Message) {}
+
+    fn remove_peer(&self, _id: u64) {}
 }

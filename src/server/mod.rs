@@ -106,6 +106,12 @@ impl<H: Host, D: Disk> Server<H, D> {
         for member in node.members() {
             crate::runtime::Transport::add_peer(&transport, member.id, &member.peer_urls);
         }
+        // ...and members the flags list that the cluster has removed since lose their lanes.
+        for id in transport.peer_ids() {
+            if node.is_removed(id) {
+                crate::runtime::Transport::remove_peer(&transport, id);
+            }
+        }
 
         let (stop, _) = watch::channel(false);
         host.spawn(until_stopped(

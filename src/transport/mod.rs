@@ -4,8 +4,9 @@
 //! large one never holds up heartbeats and appends. A lane sends whatever has queued up as
 //! one POST (a batch of length-prefixed protobuf messages): messages to `/raft`, snapshots to
 //! `/raft/snapshot`. When a peer cannot be reached the batch and the backlog are dropped (raft
-//! sends again) and the lane backs off. Every request carries the cluster id; a member of
-//! another cluster is refused with 412.
+//! sends again) and the lane backs off. A peer removed from the cluster loses its lanes at
+//! once, whatever they were doing. Every request carries the cluster id; a member of another
+//! cluster is refused with 412. What this owes the node is the `Transport` contract.
 //!
 //! What a peer request may cost the receiver is bounded, because anyone who can reach the
 //! peer port can send one: each lane has a body limit sized to the largest batch a real peer
@@ -13,7 +14,7 @@
 //! frame would be a whole decoded message made of four bytes), message bodies being read share
 //! one memory budget, and snapshots are read one at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use hyper::{Request, Response, StatusCode};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 mod outgoing;
 pub mod stats;
@@ -109,6 +110,9 @@ struct Lanes {
     snapshots: mpsc::Sender<Message>,
     /// Where the peer is; the lanes read it before each connection.
     address: Arc<Mutex<Address>>,
+    /// Dropped with the lanes: tells their tasks to end now, mid-send or mid-backoff, instead
+    /// of sending what is still queued to a member that is gone.
+    _retire: watch::Sender<()>,
 }
 
 /// Where a peer listens, as far as this member knows.
@@ -143,6 +147,12 @@ pub struct HttpTransport<H> {
     advertised: Arc<str>,
     cluster_id: u64,
     peers: Arc<Mutex<BTreeMap<u64, Lanes>>>,
+    /// Peers removed from the cluster: never given lanes again, whatever they say of
+    /// themselves (ids are never reused). Only ids the node removed, so as large as the member
+    /// table's own list of removed members, which the node keeps for ever too. Whether an
+    /// incoming sender gets 410 Gone is the node's table's to say (`Inbound::receive`), which
+    /// is updated before a removal reaches here.
+    removed: Arc<Mutex<BTreeSet<u64>>>,
     reporter: Reporter,
     stats: Arc<TrafficStats>,
 }
@@ -155,6 +165,7 @@ impl<H: Clone> Clone for HttpTransport<H> {
             advertised: Arc::clone(&self.advertised),
             cluster_id: self.cluster_id,
             peers: Arc::clone(&self.peers),
+            removed: Arc::clone(&self.removed),
             reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
         }
@@ -172,6 +183,7 @@ impl<H: Host> HttpTransport<H> {
             advertised: advertised.join(",").into(),
             cluster_id,
             peers: Arc::default(),
+            removed: Arc::default(),
             reporter: Reporter::default(),
             stats: Arc::new(TrafficStats::new(move || clock.elapsed())),
         }
@@ -269,16 +281,17 @@ impl<H: Host> HttpTransport<H> {
 
     /// Starts sending to a peer at the first of its URLs, or, for a peer already known, moves
     /// its lanes to that URL (a member re-addressed with `member update`): they drop the
-    /// connection to the old address and dial the new one.
+    /// connection to the old address and dial the new one. A removed peer is not connected.
     pub fn connect_peer(&self, id: u64, urls: &[String]) {
         let Some(url) = urls.first().cloned() else {
             return;
         };
-        if self.update_address(id, |address| address.table = url.clone()) {
+        if self.was_removed(id) || self.update_address(id, |address| address.table = url.clone()) {
             return;
         }
         let (messages, message_rx) = mpsc::channel(LANE_MESSAGES);
         let (snapshots, snapshot_rx) = mpsc::channel(LANE_SNAPSHOTS);
+        let (retire, retired) = watch::channel(());
         let address = Arc::new(Mutex::new(Address {
             table: url,
             heard: None,
@@ -293,17 +306,34 @@ impl<H: Host> HttpTransport<H> {
             reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
         };
+        self.host.spawn(lane(
+            peer.clone(),
+            Lane::Messages,
+            message_rx,
+            retired.clone(),
+        ));
         self.host
-            .spawn(lane(peer.clone(), Lane::Messages, message_rx));
-        self.host.spawn(lane(peer, Lane::Snapshots, snapshot_rx));
+            .spawn(lane(peer, Lane::Snapshots, snapshot_rx, retired));
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id,
             Lanes {
                 messages,
                 snapshots,
                 address,
+                _retire: retire,
             },
         );
+    }
+
+    /// The peers this member has lanes to.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.keys().copied().collect()
+    }
+
+    fn was_removed(&self, id: u64) -> bool {
+        let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        removed.contains(&id)
     }
 }
 
@@ -314,35 +344,58 @@ impl<H: Host> Transport for HttpTransport<H> {
         }
     }
 
+    /// Drops the peer's lanes: their tasks end at once (see `lane`), and what they still held
+    /// is dropped, a snapshot among it reported failed. That report is not needed for raft's
+    /// sake — the node removes a peer only once raft has applied its removal and no longer
+    /// tracks it (raft ignores snapshot news of a peer it does not track, and ids are never
+    /// reused) — but it keeps the rule "every snapshot handed over is reported" without an
+    /// exception for anyone to reason about.
+    fn remove_peer(&self, id: u64) {
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        let lanes = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        drop(lanes);
+    }
+
     /// Queues a message on its peer's lane. A lane that is full (its peer is slow or away)
     /// drops the message and says the peer is unreachable, as etcd's transport does; raft
     /// sends again, and a dropped snapshot is reported failed so that raft does not wait for
-    /// it.
+    /// it. A message for a peer with no lanes (never added, or removed) is dropped too, a
+    /// snapshot reported failed, without dialling anyone.
     fn send(&self, message: Message) {
         let (to, snapshot) = (
             message.to,
             message.get_msg_type() == MessageType::MsgSnapshot,
         );
-        let full = {
+        let (known, full) = {
             let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(lanes) = peers.get(&to) else {
-                return;
-            };
-            let lane = if snapshot {
-                &lanes.snapshots
-            } else {
-                &lanes.messages
-            };
-            matches!(
-                lane.try_send(message),
-                Err(mpsc::error::TrySendError::Full(_))
-            )
+            match peers.get(&to) {
+                None => (false, false),
+                Some(lanes) => {
+                    let lane = if snapshot {
+                        &lanes.snapshots
+                    } else {
+                        &lanes.messages
+                    };
+                    let full = matches!(
+                        lane.try_send(message),
+                        Err(mpsc::error::TrySendError::Full(_))
+                    );
+                    (true, full)
+                }
+            }
         };
         if full {
             self.reporter.report(PeerReport::Unreachable(to));
-            if snapshot {
-                self.reporter.report(PeerReport::SnapshotFailed(to));
-            }
+        }
+        if (full || !known) && snapshot {
+            self.reporter.report(PeerReport::SnapshotFailed(to));
         }
     }
 }
@@ -515,8 +568,14 @@ fn snapshot_answer(bytes: usize) -> Duration {
 /// One peer's lane: sends what queues up, in order. Its contract with raft: every snapshot
 /// handed to it is reported, delivered or failed, within a bounded time of its last progress;
 /// raft sends a follower nothing more until it hears, so an unreported snapshot stalls that
-/// follower for good. The node has no guess of its own to fall back on.
-async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message>) {
+/// follower for good. The node has no guess of its own to fall back on. It ends when the peer
+/// is removed (`retired` sees its sender dropped), reporting what it still held.
+async fn lane<H: Host>(
+    peer: Peer<H>,
+    kind: Lane,
+    mut rx: mpsc::Receiver<Message>,
+    mut retired: watch::Receiver<()>,
+) {
     let Peer {
         from, cluster_id, ..
     } = peer.clone();
@@ -525,7 +584,17 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
     let mut backoff = Duration::from_millis(50);
     // After a failure, the next attempt goes to the other address, if the peer has one.
     let mut try_heard = false;
-    while let Some(first) = rx.recv().await {
+    loop {
+        // `biased`, here and below: removal first, and an unbiased select draws from a
+        // thread-local RNG that would make simulation runs differ.
+        let first = tokio::select! {
+            biased;
+            _ = retired.changed() => break,
+            first = rx.recv() => match first {
+                Some(first) => first,
+                None => break,
+            },
+        };
         // Sizes are taken here, off the raft loop, once: for the batch's limit and the stats.
         let mut bytes = peer.sized(&first);
         let mut batch = vec![first];
@@ -568,6 +637,7 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
                     .await
                     .map_err(|()| "timed out".to_owned())?,
                 Lane::Snapshots => tokio::select! {
+                    biased;
                     response = sending => response,
                     () = taken.stalled(&peer.host, SNAPSHOT_SEND_STALL, snapshot_answer(bytes)) => {
                         return Err("the snapshot stalled".to_owned())
@@ -595,7 +665,19 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
             .iter()
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
             .count();
-        match attempt.await {
+        let outcome = tokio::select! {
+            biased;
+            _ = retired.changed() => None,
+            outcome = attempt => Some(outcome),
+        };
+        let Some(outcome) = outcome else {
+            // Removed mid-send: the peer is gone, and so is this batch.
+            for _ in 0..snapshots {
+                peer.report(PeerReport::SnapshotFailed(peer.id));
+            }
+            break;
+        };
+        match outcome {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
                 for _ in 0..snapshots {
@@ -622,9 +704,21 @@ async fn lane<H: Host>(peer: Peer<H>, kind: Lane, mut rx: mpsc::Receiver<Message
                         peer.report(PeerReport::SnapshotFailed(peer.id));
                     }
                 }
-                peer.host.sleep(backoff).await;
+                tokio::select! {
+                    biased;
+                    _ = retired.changed() => break,
+                    () = peer.host.sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+        }
+    }
+    // Removed (or the transport is gone): nothing more goes out, and what was still queued is
+    // dropped, a snapshot reported failed as always.
+    rx.close();
+    while let Ok(dropped) = rx.try_recv() {
+        if dropped.get_msg_type() == MessageType::MsgSnapshot {
+            peer.report(PeerReport::SnapshotFailed(peer.id));
         }
     }
 }
@@ -865,6 +959,97 @@ mod tests {
         assert!(waited.is_ok(), "no SnapshotFailed report; heard {seen:?}");
         assert!(seen.contains(&PeerReport::Unreachable(2)), "{seen:?}");
         assert!(!seen.contains(&PeerReport::SnapshotSent(2)), "{seen:?}");
+    }
+
+    fn message(to: u64, kind: MessageType) -> Message {
+        let mut message = Message::default();
+        message.set_msg_type(kind);
+        message.set_to(to);
+        message
+    }
+
+    /// Every report the transport makes, as it makes them.
+    fn listen_to(transport: &HttpTransport<impl Host>) -> mpsc::UnboundedReceiver<PeerReport> {
+        let (reports, heard) = mpsc::unbounded_channel();
+        transport.set_reporter(move |report| {
+            let _ = reports.send(report);
+        });
+        heard
+    }
+
+    /// Waits until nothing holds the peer's address any more: both its lanes have ended.
+    async fn lanes_end(host: &impl Host, address: std::sync::Weak<Mutex<Address>>) -> bool {
+        let ended = timeout(host, Duration::from_secs(5), async {
+            while address.upgrade().is_some() {
+                host.sleep(Duration::from_millis(5)).await;
+            }
+        });
+        ended.await.is_ok()
+    }
+
+    fn address_of(
+        transport: &HttpTransport<impl Host>,
+        id: u64,
+    ) -> std::sync::Weak<Mutex<Address>> {
+        let peers = transport.peers.lock().unwrap();
+        Arc::downgrade(&peers[&id].address)
+    }
+
+    /// The transport's side of a removal: nothing more goes to the peer, not even what was
+    /// queued for it, its lane tasks end, and a snapshot that will now never go is reported
+    /// failed.
+    #[tokio::test]
+    async fn a_removed_peer_is_never_dialled_and_its_lanes_end() {
+        use crate::runtime::{Host, TokioHost};
+        let host = TokioHost::new();
+        let peer = host.listen("127.0.0.1:0").await.expect("binds");
+        let url = format!("http://{}", peer.local_addr().expect("an address"));
+        let transport = HttpTransport::new(host, 1, 7, &["http://127.0.0.1:1".into()]);
+        let mut heard = listen_to(&transport);
+        transport.connect_peer(2, std::slice::from_ref(&url));
+        let address = address_of(&transport, 2);
+        // The lanes cannot run until this test yields: these wait in their queues.
+        transport.send(message(2, MessageType::MsgHeartbeat));
+        transport.send(message(2, MessageType::MsgSnapshot));
+        Transport::remove_peer(&transport, 2);
+        transport.send(message(2, MessageType::MsgAppend));
+        transport.send(message(2, MessageType::MsgSnapshot));
+        // Neither the member table's news nor the removed member's own word brings it back.
+        transport.connect_peer(2, std::slice::from_ref(&url));
+        transport.learn_address(2, &url);
+        assert_eq!(transport.peer_ids(), Vec::<u64>::new());
+
+        assert!(lanes_end(&host, address).await, "a lane outlived its peer");
+        // A connection made at any time would be waiting in the listener's backlog.
+        let dialled = timeout(&host, Duration::from_millis(200), peer.accept());
+        assert!(dialled.await.is_err(), "a removed peer was dialled");
+        let mut reports = Vec::new();
+        while let Ok(report) = heard.try_recv() {
+            reports.push(report);
+        }
+        // One for the snapshot dropped from its lane, one for the snapshot sent after.
+        assert_eq!(reports, [PeerReport::SnapshotFailed(2); 2]);
+    }
+
+    /// A lane in the middle of sending a snapshot to a peer that is removed gives up at once,
+    /// and says the snapshot failed, instead of waiting out the send.
+    #[tokio::test]
+    async fn a_snapshot_on_its_way_to_a_removed_peer_is_reported_failed() {
+        use crate::runtime::{Host, TokioHost};
+        let host = TokioHost::new();
+        // A peer that takes the connection and never answers.
+        let peer = host.listen("127.0.0.1:0").await.expect("binds");
+        let url = format!("http://{}", peer.local_addr().expect("an address"));
+        let transport = HttpTransport::new(host, 1, 7, &["http://127.0.0.1:1".into()]);
+        let mut heard = listen_to(&transport);
+        transport.connect_peer(2, &[url]);
+        let address = address_of(&transport, 2);
+        transport.send(message(2, MessageType::MsgSnapshot));
+        let _connection = peer.accept().await.expect("the lane dials");
+        Transport::remove_peer(&transport, 2);
+        assert!(lanes_end(&host, address).await, "a lane outlived its peer");
+        assert_eq!(heard.try_recv(), Ok(PeerReport::SnapshotFailed(2)));
+        assert!(heard.try_recv().is_err());
     }
 
     #[test]

@@ -55,6 +55,13 @@ impl<R: Runtime> Core<R> {
             let sleep = self.rt.sleep(until.saturating_sub(self.rt.elapsed()));
             tokio::select! {
                 biased;
+                // Stops, and what raft hears of its peers (a snapshot's outcome must reach it
+                // whatever happens here), before clients.
+                _ = self.shared.control.woken() => {
+                    if !self.take_control() {
+                        return Err("stopped".into());
+                    }
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Propose { reply, .. }) => { let _ = reply.send(Err(no_space())); }
                     Some(Command::Read { reply, .. }) => { let _ = reply.send(Err(no_space())); }
@@ -62,13 +69,6 @@ impl<R: Runtime> Core<R> {
                         let _ = reply.send(Err(MembershipError::Unavailable(
                             "etcdserver: no space left on this member's disk".into(),
                         )));
-                    }
-                    // Stops, and what raft hears of its peers (a snapshot's outcome must
-                    // reach it whatever happens here).
-                    Some(command) => {
-                        if !self.command(command) {
-                            return Err("stopped".into());
-                        }
                     }
                     None => return Err("stopped".into()),
                 },

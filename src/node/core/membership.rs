@@ -165,7 +165,9 @@ impl<R: Runtime> Core<R> {
             self.storage.mem.wl().set_conf_state(conf);
             match (kind, &context) {
                 (ConfChangeType::AddNode, Some(ctx)) => self.rt.net().add_peer(id, &ctx.peer_urls),
-                _ => removed_self = id == self.config.id,
+                // Raft no longer tracks the peer: its lanes can go (see `Transport`).
+                _ if id != self.config.id => self.rt.net().remove_peer(id),
+                _ => removed_self = true,
             }
         }
         if let Some(ctx) = context {

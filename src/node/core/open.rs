@@ -106,7 +106,7 @@ impl<R: Runtime> Core<R> {
         rt: R,
         config: NodeConfig,
         inbox: mpsc::Receiver<Message>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::Receiver<Command>,
     ) -> Result<(Core<R>, Arc<Shared>), StartError> {
         let disk = rt.disk().clone();
         let (wal_dir, snap_dir) = data_paths(&config);

@@ -31,6 +31,14 @@ impl<R: Runtime> Core<R> {
         for member in state.members.members() {
             self.rt.net().add_peer(member.id, &member.peer_urls);
         }
+        // And members removed in them lose their lanes, as if applied here.
+        for gone in current
+            .members
+            .members()
+            .filter(|m| state.members.is_removed(m.id))
+        {
+            self.rt.net().remove_peer(gone.id);
+        }
         *current = state;
         self.applied = meta.index;
         self.last_snapshot = meta.index;
