@@ -144,6 +144,14 @@ fn check_conf_state(conf: &ConfState) -> Result<(), Refusal> {
 /// An append's entries follow its `index` one by one, with terms that never go down, start
 /// at or after `log_term` and never pass the sender's term.
 fn check_append(message: &Message) -> Result<(), Refusal> {
+    // Only the start of the log has term 0; raft-rs takes such an append as matching any log
+    // it does not hold and acknowledges entries it never wrote.
+    if message.index > 0 && message.log_term == 0 {
+        return Err(Refusal(format!(
+            "append after entry {} claims it has term 0",
+            message.index
+        )));
+    }
     let mut previous_term = message.log_term;
     for (i, entry) in message.get_entries().iter().enumerate() {
         let expected = message.index.checked_add(1 + i as u64);
@@ -259,6 +267,18 @@ mod tests {
         append.set_from(9);
         append.set_index(10);
         append.set_log_term(4);
+        assert_eq!(check(&append, &view()), Ok(()));
+    }
+
+    #[test]
+    fn an_append_after_a_termless_entry_is_refused() {
+        let mut append = message(MessageType::MsgAppend);
+        append.set_index(10_000);
+        append.set_log_term(0);
+        assert!(check(&append, &view()).is_err());
+        // The log's very start is the one place with term 0.
+        append.set_index(0);
+        append.set_entries(vec![entry(1, 1)].into());
         assert_eq!(check(&append, &view()), Ok(()));
     }
 
