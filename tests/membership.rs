@@ -204,3 +204,47 @@ fn a_member_removed_while_down_is_told_by_its_peers_and_exits() {
     );
     assert!(put(port, "/after", "value=ok").status < 300);
 }
+
+/// etcd 3.x's health rule on top of the started-members arithmetic: with a member down, an
+/// addition (which would count toward the quorum before it runs) and the removal of a live
+/// member (which would leave too few heard from) are refused; removing the dead one is fine.
+#[test]
+fn with_a_member_down_the_strict_check_refuses_what_would_wedge_the_cluster() {
+    let mut members = running_cluster("unhealthy", 3);
+    let lead = leader(&members).expect("a leader");
+    let port = members[lead].client;
+    wait_for("every member to publish", || {
+        member_ids(port).iter().all(|(_, name)| !name.is_empty())
+    });
+    let followers: Vec<usize> = (0..3).filter(|&i| i != lead).collect();
+    let (down, live) = (followers[0], followers[1]);
+    let id_of = |i: usize, members: &[Member]| {
+        member_ids(port)
+            .into_iter()
+            .find(|(_, name)| *name == members[i].name)
+            .expect("listed")
+            .0
+    };
+    let (down_id, live_id) = (id_of(down, &members), id_of(live, &members));
+    members[down].kill9();
+    // The leader stops counting it as heard from within an election timeout or two.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let added = add(port, &format!("http://127.0.0.1:{}", free_port()));
+    assert_eq!(added.status, 412, "{}", added.body);
+    assert!(added.body.contains("unhealthy cluster"), "{}", added.body);
+    let removed = http("DELETE", port, &format!("/v2/members/{live_id}"), "").unwrap();
+    assert_eq!(removed.status, 412, "{}", removed.body);
+    assert!(
+        removed.body.contains("unhealthy cluster"),
+        "{}",
+        removed.body
+    );
+    assert_eq!(member_ids(port).len(), 3);
+    assert!(put(port, "/still", "value=writable").status < 300);
+
+    let dead = http("DELETE", port, &format!("/v2/members/{down_id}"), "").unwrap();
+    assert_eq!(dead.status, 204, "{}", dead.body);
+    assert_eq!(member_ids(port).len(), 2);
+    assert!(put(port, "/after", "value=writable").status < 300);
+}

@@ -20,6 +20,9 @@ pub enum MembershipError {
         members_after: usize,
         started_after: usize,
     },
+    /// `--strict-reconfig-check` refused the change: the leader does not hear from enough
+    /// members for the cluster to stay writable through it (etcd 3.x's `ErrUnhealthy`).
+    Unhealthy(String),
     /// The change could not be made now (the member is stopping, or it timed out).
     Unavailable(String),
     /// The member has more requests waiting than it holds; try again shortly (see
@@ -36,7 +39,7 @@ impl MembershipError {
             MembershipError::IdExists(_) | MembershipError::PeerUrlExists(_) => 409,
             MembershipError::IdRemoved(_) => 410,
             MembershipError::IdNotFound(_) => 404,
-            MembershipError::NotEnoughStarted { .. } => 412,
+            MembershipError::NotEnoughStarted { .. } | MembershipError::Unhealthy(_) => 412,
             MembershipError::Unavailable(_) => 500,
             MembershipError::TooManyRequests => 503,
         }
@@ -54,6 +57,10 @@ impl fmt::Display for MembershipError {
             }
             MembershipError::IdNotFound(id) => write!(f, "No such member: {}", format_id(*id)),
             MembershipError::Unavailable(why) => f.write_str(why),
+            MembershipError::Unhealthy(why) => write!(
+                f,
+                "etcdserver: unhealthy cluster: {why} (--strict-reconfig-check)"
+            ),
             MembershipError::TooManyRequests => f.write_str(crate::error::TOO_MANY_REQUESTS),
             MembershipError::NotEnoughStarted {
                 members_after,

@@ -184,10 +184,15 @@ impl<R: Runtime> Core<R> {
         let mut message = message;
         if message.get_msg_type() == raft::eraftpb::MessageType::MsgPropose {
             for entry in message.mut_entries() {
-                if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
-                    let data = self.restamp(entry.data.to_vec());
-                    entry.set_data(data.into());
+                if entry.data.is_empty() {
+                    continue;
                 }
+                let data = match entry.get_entry_type() {
+                    EntryType::EntryNormal => self.restamp(entry.data.to_vec()),
+                    EntryType::EntryConfChange => self.judge_conf_change(entry.data.to_vec()),
+                    EntryType::EntryConfChangeV2 => continue,
+                };
+                entry.set_data(data.into());
             }
         }
         // Messages from members raft no longer knows, or stale ones, are refused inside raft.

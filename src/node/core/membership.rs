@@ -7,11 +7,40 @@ use super::*;
 /// What a membership change entry carries besides raft's own fields: the request to answer,
 /// the new member's peer URLs, and whether the proposer asked for the strict check (so every
 /// member decides the same way when it applies the entry).
+///
+/// With the strict check, the leader also says whether it hears from enough members for the
+/// cluster to stay writable through the change (`unhealthy`, set by the leader as it takes
+/// the proposal): only the leader knows who is alive, and the verdict travels in the entry so
+/// that every member answers the same.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct ConfContext {
     request: u64,
     peer_urls: Vec<String>,
     strict: bool,
+    unhealthy: Option<String>,
+}
+
+/// The context as members wrote it before the leader's verdict was added.
+#[derive(serde::Deserialize)]
+struct ConfContextV1 {
+    request: u64,
+    peer_urls: Vec<String>,
+    strict: bool,
+}
+
+impl ConfContext {
+    fn decode(bytes: &[u8]) -> Option<ConfContext> {
+        postcard::from_bytes(bytes).ok().or_else(|| {
+            postcard::from_bytes::<ConfContextV1>(bytes)
+                .ok()
+                .map(|v1| ConfContext {
+                    request: v1.request,
+                    peer_urls: v1.peer_urls,
+                    strict: v1.strict,
+                    unhealthy: None,
+                })
+        })
+    }
 }
 
 pub(super) fn no_leader() -> MembershipError {
@@ -69,6 +98,7 @@ impl<R: Runtime> Core<R> {
             request,
             peer_urls,
             strict,
+            unhealthy: None,
         };
         let mut cc = ConfChange::default();
         cc.set_change_type(kind);
@@ -96,7 +126,14 @@ impl<R: Runtime> Core<R> {
             if !self.waiters.member_change_waits(request) {
                 continue;
             }
-            match self.raw.propose_conf_change(Vec::new(), cc.clone()) {
+            // Judged here when this member leads; a follower's goes to the leader, which judges.
+            let judged = cc
+                .write_to_bytes()
+                .ok()
+                .map(|bytes| self.judge_conf_change(bytes))
+                .and_then(|bytes| ConfChange::parse_from_bytes(&bytes).ok())
+                .unwrap_or_else(|| cc.clone());
+            match self.raw.propose_conf_change(Vec::new(), judged) {
                 Ok(()) => self.conf_pending = Some(request),
                 Err(raft::Error::ProposalDropped) => {
                     self.conf_queue.push_front((request, cc)); // no leader yet: next tick
@@ -118,13 +155,20 @@ impl<R: Runtime> Core<R> {
         change: ConfChange,
     ) -> Result<bool, Fatal> {
         use raft::eraftpb::ConfChangeType;
-        let context: Option<ConfContext> = postcard::from_bytes(change.get_context()).ok();
+        let context = ConfContext::decode(change.get_context());
         let id = change.node_id;
         let kind = change.get_change_type();
         // The same check again, on the replicated table: every member decides alike, and two
         // changes that passed their first check one at a time cannot both slip through. A
         // refused change must not reach raft's apply_conf_change.
         let outcome = match (kind, &context) {
+            (
+                _,
+                Some(ConfContext {
+                    unhealthy: Some(why),
+                    ..
+                }),
+            ) => Err(MembershipError::Unhealthy(why.clone())),
             (ConfChangeType::AddNode, Some(ctx)) => {
                 state.members.add(id, ctx.peer_urls.clone(), ctx.strict)
             }
@@ -177,5 +221,72 @@ impl<R: Runtime> Core<R> {
             self.waiters.answer_member_change(ctx.request, outcome);
         }
         Ok(removed_self)
+    }
+
+    /// On the leader, a strict membership change gets the leader's verdict on the cluster's
+    /// health (etcd 3.x's rules): an addition needs every member heard from lately, since the
+    /// new member counts toward the quorum before it runs; a removal of a live member needs the
+    /// members heard from, less it, to make a quorum of what remains. A removal of a member
+    /// not heard from is always allowed. Anything else passes as it is.
+    pub(super) fn judge_conf_change(&mut self, data: Vec<u8>) -> Vec<u8> {
+        use raft::eraftpb::ConfChangeType;
+        if self.raw.raft.state != StateRole::Leader {
+            return data;
+        }
+        let Ok(mut change) = ConfChange::parse_from_bytes(&data) else {
+            return data;
+        };
+        let Some(mut ctx) = ConfContext::decode(change.get_context()) else {
+            return data;
+        };
+        if !ctx.strict || ctx.unhealthy.is_some() {
+            return data;
+        }
+        let me = self.config.id;
+        let heard: Vec<(u64, bool)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| (*id, *id == me || pr.recent_active))
+            .collect();
+        let voters = heard.len();
+        let active = heard.iter().filter(|(_, a)| *a).count();
+        let target = change.node_id;
+        ctx.unhealthy = match change.get_change_type() {
+            ConfChangeType::AddNode if active < voters => {
+                let silent: Vec<String> = heard
+                    .iter()
+                    .filter(|(_, a)| !a)
+                    .map(|(id, _)| crate::membership::format_id(*id))
+                    .collect();
+                Some(format!(
+                    "the leader has not heard from {} lately; a member added now would count \
+                     toward the quorum before it runs",
+                    silent.join(", ")
+                ))
+            }
+            ConfChangeType::RemoveNode
+                if heard.iter().any(|(id, a)| *id == target && *a)
+                    && active - 1 < crate::membership::rules::quorum(voters - 1) =>
+            {
+                Some(format!(
+                    "only {} of {voters} members are heard from; without {} the rest could not \
+                     make a quorum",
+                    active,
+                    crate::membership::format_id(target)
+                ))
+            }
+            _ => None,
+        };
+        if ctx.unhealthy.is_none() {
+            return data;
+        }
+        change.set_context(
+            postcard::to_allocvec(&ctx)
+                .expect("a context encodes")
+                .into(),
+        );
+        change.write_to_bytes().unwrap_or(data)
     }
 }
