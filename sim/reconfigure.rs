@@ -59,6 +59,24 @@ pub async fn replace_damaged(cluster: &Cluster, victim: u64) -> Vec<String> {
     if !replace(cluster, &mut client, victim, false, &mut done).await {
         done.extend(reconcile(cluster, &mut client).await);
     }
+    // A damaged member never comes back by itself: while it is still listed (its removal was
+    // refused, say for want of a leader), the operator tries again.
+    for _ in 0..10 {
+        if !cluster.ids().contains(&victim) {
+            break;
+        }
+        madsim::time::sleep(Duration::from_secs(1)).await;
+        match members::remove(&mut client, &format_id(victim)).await {
+            Ok(()) => {
+                cluster.retire(victim);
+                done.push(format!("removed {victim:x}"));
+            }
+            Err(e) => {
+                done.push(format!("removing {victim:x} failed: {e}"));
+                done.extend(reconcile(cluster, &mut client).await);
+            }
+        }
+    }
     done
 }
 
