@@ -32,6 +32,7 @@ fn must_pass(seed: u64, plan: &Plan) -> crate::run::Report {
 fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
     use std::sync::Mutex;
     let wall = std::time::Instant::now();
+    let checking = crate::run::checking_wall_time();
     let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
     let kinds = Mutex::new(std::collections::BTreeMap::<String, usize>::new());
     let op_kinds = Mutex::new(std::collections::BTreeMap::<String, Tally>::new());
@@ -51,6 +52,7 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
     });
     let (runs, simulated, ops, faults) = *totals.lock().unwrap();
     let wall = wall.elapsed();
+    let checking = crate::run::checking_wall_time() - checking;
     let kinds: Vec<String> = kinds
         .lock()
         .unwrap()
@@ -64,11 +66,12 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
         .map(|(kind, t)| format!("{kind} {}/{}/{}", t.done, t.refused, t.unknown))
         .collect();
     eprintln!(
-        "{name}: {runs} runs, {:.0} simulated s, {ops} checked ops, {faults} faults in {:.1} s wall \
-         ({:.0} runs/min, {:.0} simulated s per wall s); faults by kind: {}; \
-         ops by kind (done/refused/unknown): {}",
+        "{name}: {runs} runs, {:.0} simulated s, {ops} checked ops, {faults} faults in {:.1} s wall, \
+         {:.2} s of it checking histories ({:.0} runs/min, {:.0} simulated s per wall s); \
+         faults by kind: {}; ops by kind (done/refused/unknown): {}",
         simulated.as_secs_f64(),
         wall.as_secs_f64(),
+        checking.as_secs_f64(),
         runs as f64 * 60.0 / wall.as_secs_f64(),
         simulated.as_secs_f64() / wall.as_secs_f64(),
         kinds.join(", "),

@@ -66,12 +66,14 @@ impl<'a> BodyRead<'a> {
         };
         let mut out = bytes::BytesMut::new();
         loop {
-            // `biased`: an unbiased select draws from a thread-local RNG.
+            // `biased`: an unbiased select draws from a thread-local RNG. A piece that is
+            // already there is taken before the stall timer is polled, which then never has
+            // to be set.
             let frame = tokio::select! {
                 biased;
                 _ = &mut deadline => return Err(BodyError::TooSlow),
-                _ = sleep(self.stall) => return Err(BodyError::TooSlow),
                 frame = body.frame() => frame,
+                _ = sleep(self.stall) => return Err(BodyError::TooSlow),
             };
             let frame = match frame {
                 None => break,

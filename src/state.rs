@@ -22,6 +22,13 @@ impl State {
         self.image(self.store.replicated_image())
     }
 
+    /// Whether `other`'s `replicated_image` is the same as this one's, without encoding both
+    /// when the states are equal (the usual case).
+    pub fn same_replicated_image(&self, other: &State) -> bool {
+        (self.members == other.members && self.store.same_replicated(&other.store))
+            || self.replicated_image() == other.replicated_image()
+    }
+
     fn image(&self, store: Vec<u8>) -> Vec<u8> {
         let members = serde_json::to_vec(&self.members).expect("the member table serialises");
         let mut out = Vec::with_capacity(4 + members.len() + store.len());

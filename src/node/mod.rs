@@ -449,6 +449,14 @@ impl<R: Runtime> Node<R> {
         (self.status().applied, state.replicated_image())
     }
 
+    /// When this member and `other` are at the same applied index, whether their
+    /// `store_image`s are the same; `None` when they are at different indexes.
+    pub fn same_store_image(&self, other: &Node<R>) -> Option<bool> {
+        let (mine, theirs) = (self.state(), other.state());
+        (self.status().applied == other.status().applied)
+            .then(|| mine.same_replicated_image(&theirs))
+    }
+
     fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.shared.state.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -35,6 +35,8 @@ pub struct SimHost {
     /// While set, the wall clock runs fast or slow by this many parts per million, since
     /// the monotonic instant given.
     drift: Arc<Mutex<Option<(Duration, i64)>>>,
+    /// The machine's timer events its sleeps wait on (see `SimSleep`).
+    anchors: Arc<Mutex<Anchors>>,
 }
 
 impl SimHost {
@@ -44,6 +46,7 @@ impl SimHost {
             streams: Arc::default(),
             byte_limit: Arc::default(),
             drift: Arc::default(),
+            anchors: Arc::default(),
         }
     }
 
@@ -131,7 +134,11 @@ impl Host for SimHost {
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
-        madsim::time::sleep(duration)
+        SimSleep {
+            deadline: madsim::time::TimeHandle::current().now_instant() + duration,
+            anchors: Arc::clone(&self.anchors),
+            waiting: None,
+        }
     }
 
     fn spawn<F>(&self, task: F)
@@ -156,6 +163,143 @@ impl Host for SimHost {
     async fn connect(&self, address: &str) -> io::Result<SimStream> {
         let stream = madsim::net::TcpStream::connect(address).await?;
         Ok(self.track(stream))
+    }
+}
+
+// madsim's clock speaks in `std::time::Instant`s; they are only compared with each other here.
+#[allow(clippy::disallowed_types)]
+type SimInstant = std::time::Instant;
+
+/// A sleep on madsim's clock that is cheap for the simulation to keep track of.
+///
+/// madsim's own `Sleep` adds an event to the simulation's timer heap at every poll that finds
+/// it pending, and the event stays there until its deadline even when the sleep is long gone.
+/// Most sleeps are deadlines that never fire: hyper's 30 s header-read timeout, set anew for
+/// every request a connection serves, and the timeouts around requests and body reads. The
+/// heap held tens of thousands of dead events, and keeping it ordered was a tenth of the
+/// simulator's time. So a sleep waits on one of its machine's `Anchors` instead: an event
+/// already in the heap at most a quarter of the sleep's remaining time before its deadline,
+/// or a new one at the deadline when there is none. When an anchor fires before a sleep's
+/// deadline, it wakes the sleep's task (a spurious wake, which futures allow), and the sleep
+/// waits again from there. Time is not rounded: a sleep is done exactly at its deadline.
+struct SimSleep {
+    deadline: SimInstant,
+    anchors: Arc<Mutex<Anchors>>,
+    /// The task to wake and the anchor it waits on; `None` until the first pending poll.
+    waiting: Option<(Arc<Waiting>, Arc<Anchor>)>,
+}
+
+/// The task a sleep wakes; emptied when the sleep is dropped.
+struct Waiting(Mutex<Option<std::task::Waker>>);
+
+/// A machine's timer events in madsim's heap that sleeps can still wait on, by deadline.
+#[derive(Default)]
+pub(crate) struct Anchors(std::collections::BTreeMap<SimInstant, Arc<Anchor>>);
+
+/// One timer event in madsim's heap and the sleeps waiting on it.
+struct Anchor {
+    deadline: SimInstant,
+    anchors: Weak<Mutex<Anchors>>,
+    fired: std::sync::atomic::AtomicBool,
+    waiting: Mutex<Vec<Weak<Waiting>>>,
+}
+
+impl std::task::Wake for Anchor {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Relaxed);
+        if let Some(anchors) = self.anchors.upgrade() {
+            let mut anchors = anchors.lock().unwrap_or_else(|e| e.into_inner());
+            if anchors
+                .0
+                .get(&self.deadline)
+                .is_some_and(|anchor| Arc::ptr_eq(anchor, self))
+            {
+                anchors.0.remove(&self.deadline);
+            }
+        }
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for waiting in waiting.iter().filter_map(Weak::upgrade) {
+            let waker = waiting.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl SimSleep {
+    /// Waits on an anchor at most a quarter of the remaining time early, or a new one.
+    fn anchor(&self, now: SimInstant, waiting: &Arc<Waiting>) -> Arc<Anchor> {
+        let earliest = self.deadline - (self.deadline - now) / 4;
+        let mut anchors = self.anchors.lock().unwrap_or_else(|e| e.into_inner());
+        let found = anchors
+            .0
+            .range(earliest..=self.deadline)
+            .next_back()
+            .map(|(_, anchor)| Arc::clone(anchor));
+        let anchor = found.unwrap_or_else(|| {
+            let anchor = Arc::new(Anchor {
+                deadline: self.deadline,
+                anchors: Arc::downgrade(&self.anchors),
+                fired: Default::default(),
+                waiting: Mutex::default(),
+            });
+            anchors.0.insert(self.deadline, Arc::clone(&anchor));
+            // madsim's sleep adds its event on this one poll; the event outlives it.
+            let waker = std::task::Waker::from(Arc::clone(&anchor));
+            let mut event = madsim::time::sleep_until(self.deadline);
+            let _ = Pin::new(&mut event).poll(&mut Context::from_waker(&waker));
+            anchor
+        });
+        let mut list = anchor.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() >= 64 && list.len().is_power_of_two() {
+            list.retain(|waiting| waiting.strong_count() > 0);
+        }
+        list.push(Arc::downgrade(waiting));
+        drop(list);
+        anchor
+    }
+}
+
+impl Future for SimSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let now = madsim::time::TimeHandle::current().now_instant();
+        if now >= self.deadline {
+            return Poll::Ready(());
+        }
+        if let Some((waiting, anchor)) = &self.waiting {
+            let mut slot = waiting.0.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut() {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => *slot = Some(cx.waker().clone()),
+            }
+            drop(slot);
+            if !anchor.fired.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+        }
+        // Not waiting yet, or woken early by an anchor that has fired: wait (again).
+        let waiting = match self.waiting.take() {
+            Some((waiting, _)) => waiting,
+            None => Arc::new(Waiting(Mutex::new(Some(cx.waker().clone())))),
+        };
+        let anchor = self.anchor(now, &waiting);
+        self.waiting = Some((waiting, anchor));
+        Poll::Pending
+    }
+}
+
+impl Drop for SimSleep {
+    fn drop(&mut self) {
+        if let Some((waiting, _)) = &self.waiting {
+            waiting.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 }
 
