@@ -3,9 +3,10 @@ use proptest::prelude::*;
 use super::kv::{IndexedValue, KvInput as In, KvModel, KvOutput as Out};
 use super::*;
 
-type Op = Operation<In, Out>;
+pub(super) type Op = Operation<In, Out>;
 
-fn op(call: u64, ret: u64, input: In, output: Out) -> Op {
+/// A key operation answered between `call` and `ret`.
+pub(super) fn op(call: u64, ret: u64, input: In, output: Out) -> Op {
     Operation {
         call,
         ret: Some(ret),

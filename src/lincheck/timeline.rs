@@ -362,16 +362,7 @@ mod tests {
     use crate::lincheck::check;
     use crate::lincheck::kv::{KvInput as In, KvModel, KvOutput as Out};
 
-    type Op = Operation<In, Out>;
-
-    fn op(call: u64, ret: u64, input: In, output: Out) -> Op {
-        Operation {
-            call,
-            ret: Some(ret),
-            input,
-            output: Some(output),
-        }
-    }
+    use crate::lincheck::tests::{op, Op};
 
     /// Client 1 writes x and is answered; client 2 then reads nothing; client 3's write never
     /// returns.
