@@ -35,6 +35,9 @@ pub struct View {
     pub id: u64,
     pub term: u64,
     pub last_index: u64,
+    /// The committed index and the term of the entry there.
+    pub committed: u64,
+    pub committed_term: u64,
 }
 
 /// Why a message was refused.
@@ -85,6 +88,21 @@ pub fn check(message: &Message, view: &View) -> Result<(), Refusal> {
             "heartbeat commits {} but the log ends at {}",
             message.commit, view.last_index
         )),
+        // A leader of this member's term or later holds its committed entries, and a log's
+        // terms never go down: at or after the committed index such a leader's log has no
+        // term below the committed entry's. raft-rs, looking for where such an append parts
+        // from its log, walks back into the compacted part and panics. (An older leader's
+        // appends go to raft, which answers them so that the old leader steps down.)
+        MessageType::MsgAppend
+            if message.term >= view.term
+                && message.index >= view.committed
+                && message.log_term < view.committed_term =>
+        {
+            refuse(format!(
+                "append after entry {} with term {}, below the committed entry {}'s term {}",
+                message.index, message.log_term, view.committed, view.committed_term
+            ))
+        }
         MessageType::MsgAppend => check_append(message),
         MessageType::MsgAppendResponse if !message.reject && message.index > view.last_index => {
             refuse(format!(
@@ -204,6 +222,8 @@ mod tests {
             id: 1,
             term: 5,
             last_index: 10,
+            committed: 8,
+            committed_term: 3,
         }
     }
 
@@ -267,6 +287,20 @@ mod tests {
         append.set_from(9);
         append.set_index(10);
         append.set_log_term(4);
+        assert_eq!(check(&append, &view()), Ok(()));
+    }
+
+    #[test]
+    fn an_append_whose_term_is_below_the_committed_log_is_refused() {
+        let mut append = message(MessageType::MsgAppend);
+        append.set_index(10_000);
+        append.set_log_term(2);
+        assert!(check(&append, &view()).is_err());
+        append.set_log_term(3);
+        assert_eq!(check(&append, &view()), Ok(()));
+        // Before the committed index raft answers with its commit index and looks no further.
+        append.set_index(7);
+        append.set_log_term(2);
         assert_eq!(check(&append, &view()), Ok(()));
     }
 

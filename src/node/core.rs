@@ -172,10 +172,14 @@ impl<R: Runtime> Core<R> {
             return;
         }
         let raft = &self.raw.raft;
+        let committed = raft.raft_log.committed;
         let view = admission::View {
             id: self.config.id,
             term: raft.term,
             last_index: raft.raft_log.last_index(),
+            committed,
+            // Unknown only if compacted past it, which raft never does: then no check.
+            committed_term: raft.raft_log.term(committed).unwrap_or(0),
         };
         if let Err(refusal) = admission::check(&message, &view) {
             self.refused_message(&message, refusal);
