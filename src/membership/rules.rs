@@ -23,9 +23,70 @@ pub fn may_remove(remaining: usize, remaining_started: usize) -> bool {
     remaining_started >= quorum(remaining)
 }
 
+/// A strict change as the leader's health rule sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Change {
+    Add,
+    Remove(u64),
+}
+
+/// etcd 3.x's health rule, on top of the started-members arithmetic: started is not alive.
+/// `heard` lists every voter with whether the leader heard from it lately (the leader counts
+/// itself). An addition needs every voter heard from, since the new member counts toward the
+/// quorum before it runs; removing a voter that is heard from needs the others heard from to
+/// make a quorum of what remains; a voter not heard from may always be removed. Says why the
+/// change must be refused, if it must.
+pub fn unhealthy(change: Change, heard: &[(u64, bool)]) -> Option<String> {
+    let voters = heard.len();
+    let active = heard.iter().filter(|(_, alive)| *alive).count();
+    match change {
+        Change::Add if active < voters => {
+            let silent: Vec<String> = heard
+                .iter()
+                .filter(|(_, alive)| !alive)
+                .map(|(id, _)| super::format_id(*id))
+                .collect();
+            Some(format!(
+                "the leader has not heard from {} lately; a member added now would count \
+                 toward the quorum before it runs",
+                silent.join(", ")
+            ))
+        }
+        Change::Remove(target)
+            if heard.iter().any(|(id, alive)| *id == target && *alive)
+                && active - 1 < quorum(voters - 1) =>
+        {
+            Some(format!(
+                "only {active} of {voters} members are heard from; without {} the rest could \
+                 not make a quorum",
+                super::format_id(target)
+            ))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_health_rule_follows_etcd_3() {
+        let all = [(1, true), (2, true), (3, true)];
+        let one_down = [(1, true), (2, true), (3, false)];
+        assert_eq!(unhealthy(Change::Add, &all), None);
+        assert!(unhealthy(Change::Add, &one_down).is_some_and(|why| why.contains('3')));
+        assert_eq!(
+            unhealthy(Change::Remove(3), &one_down),
+            None,
+            "the dead one may go"
+        );
+        assert!(
+            unhealthy(Change::Remove(2), &one_down).is_some(),
+            "a live one may not"
+        );
+        assert_eq!(unhealthy(Change::Remove(2), &all), None);
+    }
 
     #[test]
     fn adding_follows_etcds_table() {

@@ -50,7 +50,7 @@ pub use open::StartError;
 /// Why the loop stopped.
 type Fatal = String;
 
-pub use super::REMOVED;
+use super::REMOVED;
 
 pub(super) struct Core<R: Runtime> {
     rt: R,
@@ -191,12 +191,23 @@ impl<R: Runtime> Core<R> {
                 if entry.data.is_empty() {
                     continue;
                 }
-                let data = match entry.get_entry_type() {
-                    EntryType::EntryNormal => self.restamp(entry.data.to_vec()),
-                    EntryType::EntryConfChange => self.judge_conf_change(entry.data.to_vec()),
-                    EntryType::EntryConfChangeV2 => continue,
-                };
-                entry.set_data(data.into());
+                match entry.get_entry_type() {
+                    EntryType::EntryNormal => {
+                        let data = self.restamp(entry.data.to_vec());
+                        entry.set_data(data.into());
+                    }
+                    EntryType::EntryConfChange => {
+                        let Ok(mut change) = ConfChange::parse_from_bytes(&entry.data) else {
+                            continue;
+                        };
+                        if self.judge_conf_change(&mut change) {
+                            if let Ok(data) = change.write_to_bytes() {
+                                entry.set_data(data.into());
+                            }
+                        }
+                    }
+                    EntryType::EntryConfChangeV2 => {}
+                }
             }
         }
         // Messages from members raft no longer knows, or stale ones, are refused inside raft.
@@ -241,12 +252,16 @@ impl<R: Runtime> Core<R> {
             return true;
         }
         match command {
-            Command::Propose { proposal, reply } => {
+            Command::Propose {
+                mut proposal,
+                reply,
+            } => {
                 let id = proposal.id;
                 if let Err(why) = self.waiters.add_write(id, reply) {
                     self.stop(why);
                     return false;
                 }
+                proposal.time = self.stamp();
                 self.propose(id, proposal.encode());
             }
             Command::Read { id, reply } => {
@@ -289,8 +304,8 @@ impl<R: Runtime> Core<R> {
         true
     }
 
+    /// Proposes a client's write, already stamped.
     fn propose(&mut self, id: u64, data: Vec<u8>) {
-        let data = self.restamp(data);
         match self.raw.propose(Vec::new(), data.clone()) {
             Ok(()) => {}
             Err(raft::Error::ProposalDropped) => self.waiters.unproposed(id, data),
@@ -313,6 +328,8 @@ impl<R: Runtime> Core<R> {
         }
         self.waiters.forget_gone();
         for (id, data) in self.waiters.take_unproposed() {
+            // Stamped when raft dropped it, with no leader: the leader it now reaches stamps it.
+            let data = self.restamp(data);
             self.propose(id, data);
         }
         // A read raft dropped (no leader, or a leader change) is simply asked again.
@@ -328,14 +345,11 @@ impl<R: Runtime> Core<R> {
     }
 
     /// A started member announces its name and client URLs through raft (etcd's publish) as
-    /// soon as there is a leader to take it, and again every ten ticks until the applied
-    /// member table shows them: clients that read `/v2/machines` right after the first write
-    /// find the member there.
+    /// soon as there is a leader to take it, and again every ten ticks until the entry is
+    /// applied; then it answers clients (see `Node::ready`), and clients that read
+    /// `/v2/machines` find it there.
     fn publish_attributes(&mut self) {
-        if self.config.publish.is_none()
-            || self.raw.raft.leader_id == 0
-            || !self.timeouts.publish.due(self.ticks)
-        {
+        if self.raw.raft.leader_id == 0 || !self.timeouts.publish.due(self.ticks) {
             return;
         }
         let Some((name, client_urls)) = self.config.publish.clone() else {
@@ -393,12 +407,8 @@ impl<R: Runtime> Core<R> {
                 self.commit_unsaved = false;
             }
             let hs = ready.hs().or(lagging.as_ref());
-            while let Err(e) = self.wal.save(hs, ready.entries()).await {
-                self.wait_for_room(e).await?;
-            }
-            if ready.must_sync() && !self.config.unsafe_skip_fsync {
-                self.wal.sync().await.map_err(|e| e.to_string())?;
-            }
+            self.write_log(hs, ready.entries(), ready.must_sync())
+                .await?;
             let mut log = self.storage.mem.wl();
             log.append(ready.entries()).map_err(|e| e.to_string())?;
             if let Some(hs) = ready.hs() {
@@ -424,12 +434,7 @@ impl<R: Runtime> Core<R> {
         if std::mem::take(&mut self.conf_applied) {
             self.commit_unsaved = false;
             let hs = self.storage.mem.rl().hard_state().clone();
-            while let Err(e) = self.wal.save(Some(&hs), &[]).await {
-                self.wait_for_room(e).await?;
-            }
-            if !self.config.unsafe_skip_fsync {
-                self.wal.sync().await.map_err(|e| e.to_string())?;
-            }
+            self.write_log(Some(&hs), &[], true).await?;
         }
 
         self.waiters.answer_reads(self.applied);
@@ -445,6 +450,23 @@ impl<R: Runtime> Core<R> {
             )
         })?;
         self.publish_status();
+        Ok(())
+    }
+
+    /// Writes entries and hard state to the log, waiting out a full disk, and syncs them when
+    /// `sync` (unless --unsafe-no-fsync).
+    async fn write_log(
+        &mut self,
+        hs: Option<&HardState>,
+        entries: &[raft::eraftpb::Entry],
+        sync: bool,
+    ) -> Result<(), Fatal> {
+        while let Err(e) = self.wal.save(hs, entries).await {
+            self.wait_for_room(e).await?;
+        }
+        if sync && !self.config.unsafe_skip_fsync {
+            self.wal.sync().await.map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 

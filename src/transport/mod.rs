@@ -698,12 +698,8 @@ async fn lane<H: Host>(
                     peer.report(PeerReport::SnapshotFailed(peer.id));
                 }
                 sender = None;
-                // Raft will send again; a dropped snapshot must be reported, or raft waits for it.
-                while let Ok(dropped) = rx.try_recv() {
-                    if dropped.get_msg_type() == MessageType::MsgSnapshot {
-                        peer.report(PeerReport::SnapshotFailed(peer.id));
-                    }
-                }
+                // Raft will send again.
+                drop_backlog(&peer, &mut rx);
                 tokio::select! {
                     biased;
                     _ = retired.changed() => break,
@@ -716,6 +712,11 @@ async fn lane<H: Host>(
     // Removed (or the transport is gone): nothing more goes out, and what was still queued is
     // dropped, a snapshot reported failed as always.
     rx.close();
+    drop_backlog(&peer, &mut rx);
+}
+
+/// Drops what waits in a lane; a snapshot among it is reported failed, or raft waits for it.
+fn drop_backlog<H: Host>(peer: &Peer<H>, rx: &mut mpsc::Receiver<Message>) {
     while let Ok(dropped) = rx.try_recv() {
         if dropped.get_msg_type() == MessageType::MsgSnapshot {
             peer.report(PeerReport::SnapshotFailed(peer.id));

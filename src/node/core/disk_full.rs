@@ -67,7 +67,7 @@ impl<R: Runtime> Core<R> {
                     Some(Command::Read { reply, .. }) => { let _ = reply.send(Err(no_space())); }
                     Some(Command::ChangeMembers { reply, .. }) => {
                         let _ = reply.send(Err(MembershipError::Unavailable(
-                            "etcdserver: no space left on this member's disk".into(),
+                            crate::error::NO_SPACE_CAUSE.into(),
                         )));
                     }
                     None => return Err("stopped".into()),

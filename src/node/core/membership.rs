@@ -127,12 +127,8 @@ impl<R: Runtime> Core<R> {
                 continue;
             }
             // Judged here when this member leads; a follower's goes to the leader, which judges.
-            let judged = cc
-                .write_to_bytes()
-                .ok()
-                .map(|bytes| self.judge_conf_change(bytes))
-                .and_then(|bytes| ConfChange::parse_from_bytes(&bytes).ok())
-                .unwrap_or_else(|| cc.clone());
+            let mut judged = cc.clone();
+            self.judge_conf_change(&mut judged);
             match self.raw.propose_conf_change(Vec::new(), judged) {
                 Ok(()) => self.conf_pending = Some(request),
                 Err(raft::Error::ProposalDropped) => {
@@ -224,23 +220,25 @@ impl<R: Runtime> Core<R> {
     }
 
     /// On the leader, a strict membership change gets the leader's verdict on the cluster's
-    /// health (etcd 3.x's rules): an addition needs every member heard from lately, since the
-    /// new member counts toward the quorum before it runs; a removal of a live member needs the
-    /// members heard from, less it, to make a quorum of what remains. A removal of a member
-    /// not heard from is always allowed. Anything else passes as it is.
-    pub(super) fn judge_conf_change(&mut self, data: Vec<u8>) -> Vec<u8> {
+    /// health (`rules::unhealthy`, from raft's record of whom it heard from lately), written
+    /// into its context; `true` when the change was judged unhealthy. Anything else is left
+    /// as it is.
+    pub(super) fn judge_conf_change(&self, change: &mut ConfChange) -> bool {
+        use crate::membership::rules::{self, Change};
         use raft::eraftpb::ConfChangeType;
         if self.raw.raft.state != StateRole::Leader {
-            return data;
+            return false;
         }
-        let Ok(mut change) = ConfChange::parse_from_bytes(&data) else {
-            return data;
-        };
         let Some(mut ctx) = ConfContext::decode(change.get_context()) else {
-            return data;
+            return false;
+        };
+        let kind = match change.get_change_type() {
+            ConfChangeType::AddNode => Change::Add,
+            ConfChangeType::RemoveNode => Change::Remove(change.node_id),
+            ConfChangeType::AddLearnerNode => return false,
         };
         if !ctx.strict || ctx.unhealthy.is_some() {
-            return data;
+            return false;
         }
         let me = self.config.id;
         let heard: Vec<(u64, bool)> = self
@@ -250,43 +248,15 @@ impl<R: Runtime> Core<R> {
             .iter()
             .map(|(id, pr)| (*id, *id == me || pr.recent_active))
             .collect();
-        let voters = heard.len();
-        let active = heard.iter().filter(|(_, a)| *a).count();
-        let target = change.node_id;
-        ctx.unhealthy = match change.get_change_type() {
-            ConfChangeType::AddNode if active < voters => {
-                let silent: Vec<String> = heard
-                    .iter()
-                    .filter(|(_, a)| !a)
-                    .map(|(id, _)| crate::membership::format_id(*id))
-                    .collect();
-                Some(format!(
-                    "the leader has not heard from {} lately; a member added now would count \
-                     toward the quorum before it runs",
-                    silent.join(", ")
-                ))
-            }
-            ConfChangeType::RemoveNode
-                if heard.iter().any(|(id, a)| *id == target && *a)
-                    && active - 1 < crate::membership::rules::quorum(voters - 1) =>
-            {
-                Some(format!(
-                    "only {} of {voters} members are heard from; without {} the rest could not \
-                     make a quorum",
-                    active,
-                    crate::membership::format_id(target)
-                ))
-            }
-            _ => None,
-        };
+        ctx.unhealthy = rules::unhealthy(kind, &heard);
         if ctx.unhealthy.is_none() {
-            return data;
+            return false;
         }
         change.set_context(
             postcard::to_allocvec(&ctx)
                 .expect("a context encodes")
                 .into(),
         );
-        change.write_to_bytes().unwrap_or(data)
+        true
     }
 }

@@ -7,11 +7,7 @@ use super::*;
 impl<R: Runtime> Core<R> {
     /// The time the cluster's TTLs are measured on, as this member reckons it.
     pub(super) fn cluster_now(&self) -> crate::Timestamp {
-        self.shared
-            .clock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .now(self.rt.elapsed(), self.rt.now())
+        self.shared.cluster_now(&self.rt)
     }
 
     /// The time to stamp on a proposal made here: the leader's stamp (see `cluster_clock`);
