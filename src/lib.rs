@@ -23,6 +23,7 @@ pub mod server;
 pub mod snap;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod timestamp;
 pub mod transport;
 pub mod wal;

@@ -25,6 +25,7 @@ use crate::request::{Op, Proposal};
 use crate::runtime::Runtime;
 use crate::state::State;
 use crate::store::{Event, Watcher};
+use crate::sync::Flag;
 
 pub use self::core::StartError;
 
@@ -138,11 +139,11 @@ pub(crate) struct Shared {
     /// The cluster's time as this member knows it (see `cluster_clock`).
     clock: Mutex<cluster_clock::ClusterClock>,
     log: raft_storage::RaftStorage,
-    /// Flips to true once, when the member stops (`Status::stopped` says why).
-    stop_notice: tokio::sync::watch::Sender<bool>,
-    /// Flips to true once, when the member has caught up with the cluster as of its start
-    /// (its publish for this start is applied) and may answer clients.
-    ready_notice: tokio::sync::watch::Sender<bool>,
+    /// Raised once, when the member stops (`Status::stopped` says why).
+    stop_notice: Arc<Flag>,
+    /// Raised once, when the member has caught up with the cluster as of its start (its
+    /// publish for this start is applied) and may answer clients.
+    ready_notice: Arc<Flag>,
     /// Peer reports and the request to stop, which must reach the raft loop however full
     /// the command channel is (see `control`).
     control: control::Control,
@@ -155,8 +156,8 @@ impl Shared {
             status: Mutex::new(status),
             clock: Mutex::new(cluster_clock::ClusterClock::default()),
             log,
-            stop_notice: tokio::sync::watch::Sender::new(false),
-            ready_notice: tokio::sync::watch::Sender::new(false),
+            stop_notice: Arc::default(),
+            ready_notice: Arc::default(),
             control: control::Control::default(),
         }
     }
@@ -173,11 +174,11 @@ impl Shared {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.stopped.get_or_insert(why);
         drop(status);
-        self.stop_notice.send_replace(true);
+        self.stop_notice.raise();
     }
 
     pub(crate) fn mark_ready(&self) {
-        self.ready_notice.send_replace(true);
+        self.ready_notice.raise();
     }
 }
 
@@ -334,10 +335,9 @@ impl<R: Runtime> Node<R> {
     /// after the round in progress has finished its fsync.
     pub async fn shutdown(&self) {
         self.shared.control.request_stop();
-        let mut notice = self.shared.stop_notice.subscribe();
         tokio::select! {
             biased;
-            _ = notice.wait_for(|stopped| *stopped) => {}
+            () = self.shared.stop_notice.raised() => {}
             // The raft task is gone without saying so (its runtime is shutting down).
             _ = self.commands.closed() => {}
         }
@@ -389,8 +389,7 @@ impl<R: Runtime> Node<R> {
     /// Waits until the member stops by itself (removed from the cluster, its disk failed, its
     /// raft task panicked) or is shut down; says why.
     pub async fn stopped(&self) -> String {
-        let mut notice = self.shared.stop_notice.subscribe();
-        let _ = notice.wait_for(|stopped| *stopped).await;
+        self.shared.stop_notice.raised().await;
         self.status().stopped.unwrap_or_default()
     }
 
@@ -399,15 +398,13 @@ impl<R: Runtime> Node<R> {
     /// for that entry), so a restarted or joining member never answers from a store that
     /// lacks acknowledged writes. Never, if the member stops first.
     pub fn ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut notice = self.shared.ready_notice.subscribe();
-        async move {
-            let _ = notice.wait_for(|ready| *ready).await;
-        }
+        let ready = Arc::clone(&self.shared.ready_notice);
+        async move { ready.raised().await }
     }
 
     /// Whether the member answers clients yet (see `ready`).
     pub fn is_ready(&self) -> bool {
-        *self.shared.ready_notice.borrow()
+        self.shared.ready_notice.is_raised()
     }
 
     pub fn runtime(&self) -> &R {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::api::{self, App};
 use crate::config::Config;
@@ -16,6 +16,7 @@ use crate::membership::{format_id, parse_id, Member};
 use crate::net::{CLIENT_CONNECTIONS, PEER_CONNECTIONS};
 use crate::node::{Node, NodeConfig};
 use crate::runtime::{Disk, Host, Parts};
+use crate::sync::Flag;
 use crate::transport::{self, HttpTransport};
 
 mod process;
@@ -58,8 +59,8 @@ impl<H: Host> Listeners<H> {
 /// A running member.
 pub struct Server<H: Host, D: Disk> {
     node: Node<MemberRuntime<H, D>>,
-    /// Set to true to stop the listeners.
-    stop: watch::Sender<bool>,
+    /// Raised to stop the listeners.
+    stop: Arc<Flag>,
 }
 
 impl<H: Host, D: Disk> Server<H, D> {
@@ -113,9 +114,9 @@ impl<H: Host, D: Disk> Server<H, D> {
             }
         }
 
-        let (stop, _) = watch::channel(false);
+        let stop = Arc::new(Flag::new());
         host.spawn(until_stopped(
-            stop.subscribe(),
+            Arc::clone(&stop),
             ask_whether_removed(host.clone(), node.clone(), transport.clone()),
         ));
         let app = Arc::new(App {
@@ -143,7 +144,7 @@ impl<H: Host, D: Disk> Server<H, D> {
                 ready.await;
                 serving.await
             };
-            host.spawn(until_stopped(stop.subscribe(), serving));
+            host.spawn(until_stopped(Arc::clone(&stop), serving));
         }
         let inbound = Arc::new(transport::Inbound::new(
             &transport,
@@ -163,7 +164,7 @@ impl<H: Host, D: Disk> Server<H, D> {
                         Ok(inbound.receive(request, |id| node.is_removed(id)).await)
                     }
                 });
-            host.spawn(until_stopped(stop.subscribe(), serving));
+            host.spawn(until_stopped(Arc::clone(&stop), serving));
         }
         eprintln!(
             "etcd {}: member {} ({}) of cluster {} serving clients on {}",
@@ -193,7 +194,7 @@ impl<H: Host, D: Disk> Server<H, D> {
 
     /// Stops taking requests and lets the member finish what it is writing.
     pub async fn shutdown(self) {
-        self.stop.send_replace(true);
+        self.stop.raise();
         self.node.shutdown().await;
     }
 }
@@ -218,14 +219,11 @@ async fn ask_whether_removed<H: Host, D: Disk>(
 /// How often a member without a leader asks whether it was removed.
 const REMOVAL_CHECK: Duration = Duration::from_secs(5);
 
-/// Runs `serving` until `stop` turns true.
-async fn until_stopped(
-    mut stop: watch::Receiver<bool>,
-    serving: impl std::future::Future<Output = ()>,
-) {
+/// Runs `serving` until `stop` is raised.
+async fn until_stopped(stop: Arc<Flag>, serving: impl std::future::Future<Output = ()>) {
     tokio::select! {
         biased;
-        _ = stop.wait_for(|stop| *stop) => {}
+        () = stop.raised() => {}
         _ = serving => {}
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use hyper::{Request, Response, StatusCode};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 mod outgoing;
 pub mod stats;
@@ -32,6 +32,7 @@ use crate::membership::{format_id, parse_id};
 use crate::net::{full, method_not_allowed, text_response, Body};
 use crate::node::PeerReport;
 use crate::runtime::{timeout, Host, Transport};
+use crate::sync::{Flag, RaiseOnDrop};
 use outgoing::CountedBody;
 pub use stats::TrafficStats;
 
@@ -112,7 +113,7 @@ struct Lanes {
     address: Arc<Mutex<Address>>,
     /// Dropped with the lanes: tells their tasks to end now, mid-send or mid-backoff, instead
     /// of sending what is still queued to a member that is gone.
-    _retire: watch::Sender<()>,
+    _retire: RaiseOnDrop,
 }
 
 /// Where a peer listens, as far as this member knows.
@@ -291,7 +292,7 @@ impl<H: Host> HttpTransport<H> {
         }
         let (messages, message_rx) = mpsc::channel(LANE_MESSAGES);
         let (snapshots, snapshot_rx) = mpsc::channel(LANE_SNAPSHOTS);
-        let (retire, retired) = watch::channel(());
+        let retired = Arc::new(Flag::new());
         let address = Arc::new(Mutex::new(Address {
             table: url,
             heard: None,
@@ -310,17 +311,21 @@ impl<H: Host> HttpTransport<H> {
             peer.clone(),
             Lane::Messages,
             message_rx,
-            retired.clone(),
+            Arc::clone(&retired),
         ));
-        self.host
-            .spawn(lane(peer, Lane::Snapshots, snapshot_rx, retired));
+        self.host.spawn(lane(
+            peer,
+            Lane::Snapshots,
+            snapshot_rx,
+            Arc::clone(&retired),
+        ));
         self.peers.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id,
             Lanes {
                 messages,
                 snapshots,
                 address,
-                _retire: retire,
+                _retire: RaiseOnDrop(retired),
             },
         );
     }
@@ -569,12 +574,12 @@ fn snapshot_answer(bytes: usize) -> Duration {
 /// handed to it is reported, delivered or failed, within a bounded time of its last progress;
 /// raft sends a follower nothing more until it hears, so an unreported snapshot stalls that
 /// follower for good. The node has no guess of its own to fall back on. It ends when the peer
-/// is removed (`retired` sees its sender dropped), reporting what it still held.
+/// is removed (its `Lanes` dropped, which raises `retired`), reporting what it still held.
 async fn lane<H: Host>(
     peer: Peer<H>,
     kind: Lane,
     mut rx: mpsc::Receiver<Message>,
-    mut retired: watch::Receiver<()>,
+    retired: Arc<Flag>,
 ) {
     let Peer {
         from, cluster_id, ..
@@ -589,7 +594,7 @@ async fn lane<H: Host>(
         // thread-local RNG that would make simulation runs differ.
         let first = tokio::select! {
             biased;
-            _ = retired.changed() => break,
+            () = retired.raised() => break,
             first = rx.recv() => match first {
                 Some(first) => first,
                 None => break,
@@ -667,7 +672,7 @@ async fn lane<H: Host>(
             .count();
         let outcome = tokio::select! {
             biased;
-            _ = retired.changed() => None,
+            () = retired.raised() => None,
             outcome = attempt => Some(outcome),
         };
         let Some(outcome) = outcome else {
@@ -702,7 +707,7 @@ async fn lane<H: Host>(
                 drop_backlog(&peer, &mut rx);
                 tokio::select! {
                     biased;
-                    _ = retired.changed() => break,
+                    () = retired.raised() => break,
                     () = peer.host.sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
