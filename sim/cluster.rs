@@ -530,7 +530,7 @@ async fn run_member(
     registry: Arc<Mutex<Registry>>,
 ) {
     let refused_before = disk.refused_count();
-    let started = match Listeners::bind(&host, &config).await {
+    let started = match Listeners::bind(&host, &config, &Default::default()).await {
         Ok(listeners) => Server::start(config, host, disk.clone(), listeners).await,
         Err(e) => Err(e),
     };

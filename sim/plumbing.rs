@@ -19,9 +19,15 @@ fn a_long_lived_connection_stays_fast() {
         server.spawn(async {
             let host = SimHost::new(Duration::ZERO);
             let listener = host.listen("0.0.0.0:80").await.expect("binds");
-            etcd::net::serve(host, listener, etcd::net::CLIENT_CONNECTIONS, |_| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(etcd::net::full("ok")))
-            })
+            etcd::net::serve(
+                host,
+                listener,
+                etcd::net::CLIENT_CONNECTIONS,
+                None,
+                |_| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(etcd::net::full("ok")))
+                },
+            )
             .await;
         });
         client
@@ -29,7 +35,12 @@ fn a_long_lived_connection_stays_fast() {
                 madsim::time::sleep(Duration::from_millis(100)).await;
                 let host = SimHost::new(Duration::ZERO);
                 let mut sender: etcd::net::Sender<Full<bytes::Bytes>> =
-                    etcd::net::dial(&host, "10.0.0.1:80", Duration::from_secs(1))
+                    etcd::net::Connector::plain()
+                        .dial(
+                            &host,
+                            &"http://10.0.0.1:80".parse().unwrap(),
+                            Duration::from_secs(1),
+                        )
                         .await
                         .expect("connects");
                 let mut slowest = Duration::ZERO;

@@ -89,6 +89,7 @@ pub fn connect_to(endpoints: Vec<String>) -> Client<SimHost> {
         header_timeout: Duration::from_secs(10),
         debug: false,
         credentials: None,
+        connector: etcd::net::Connector::plain(),
     };
     Client::on(SimHost::new(Duration::ZERO), config).expect("the members' URLs are valid")
 }

@@ -118,6 +118,84 @@ pub struct Flags {
     /// (empty or * means allow all).
     #[arg(long, env = "ETCD_CORS", default_value = "*")]
     pub cors: String,
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<String>,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<String>,
+    /// Enable client cert authentication.
+    #[arg(
+        long,
+        env = "ETCD_CLIENT_CERT_AUTH",
+        default_value = "false",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub client_cert_auth: bool,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<String>,
+    /// DEPRECATED: Path to the client server TLS CA file (implies --client-cert-auth).
+    #[arg(long, env = "ETCD_CA_FILE")]
+    pub ca_file: Option<String>,
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE")]
+    pub client_crl_file: Option<String>,
+    /// Client TLS using generated certificates.
+    #[arg(
+        long,
+        env = "ETCD_AUTO_TLS",
+        default_value = "false",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<String>,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<String>,
+    /// Enable peer client cert authentication.
+    #[arg(
+        long,
+        env = "ETCD_PEER_CLIENT_CERT_AUTH",
+        default_value = "false",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<String>,
+    /// DEPRECATED: Path to the peer server TLS CA file (implies --peer-client-cert-auth).
+    #[arg(long, env = "ETCD_PEER_CA_FILE")]
+    pub peer_ca_file: Option<String>,
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE")]
+    pub peer_crl_file: Option<String>,
+    /// Peer TLS using generated certificates.
+    #[arg(
+        long,
+        env = "ETCD_PEER_AUTO_TLS",
+        default_value = "false",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub peer_auto_tls: bool,
     /// Print the version and exit.
     #[arg(long, action = ArgAction::SetTrue)]
     pub version: bool,
@@ -252,6 +330,10 @@ pub struct Config {
     /// The largest client request body accepted.
     pub max_request_bytes: usize,
     pub cors: Cors,
+    /// TLS for the client listeners (`--cert-file` and friends).
+    pub client_tls: TlsSettings,
+    /// TLS for the peer listeners and for dialling peers (`--peer-cert-file` and friends).
+    pub peer_tls: TlsSettings,
     /// This member's id.
     pub id: u64,
     pub cluster_id: u64,
@@ -269,6 +351,105 @@ fn url_list(flag: &str, text: &str) -> Result<Vec<Url>, ConfigError> {
         return Err(ConfigError(format!("--{flag} needs at least one URL")));
     }
     Ok(urls)
+}
+
+/// One side's TLS flags: the client side's (`--cert-file`, ...) or the peers' (`--peer-*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub trusted_ca: Option<PathBuf>,
+    /// Refuse, at the handshake, a client (or peer) without a certificate the CA signed.
+    pub client_cert_auth: bool,
+    pub crl: Option<PathBuf>,
+    /// Generate a self-signed certificate into the data dir when no files are given.
+    pub auto: bool,
+}
+
+/// The names of one side's flags, for messages.
+pub struct TlsFlagNames {
+    cert: &'static str,
+    key: &'static str,
+    auth: &'static str,
+    trusted_ca: &'static str,
+    url: &'static str,
+}
+
+impl TlsFlagNames {
+    pub const CLIENT: TlsFlagNames = TlsFlagNames {
+        cert: "--cert-file",
+        key: "--key-file",
+        auth: "--client-cert-auth",
+        trusted_ca: "--trusted-ca-file",
+        url: "client",
+    };
+    pub const PEER: TlsFlagNames = TlsFlagNames {
+        cert: "--peer-cert-file",
+        key: "--peer-key-file",
+        auth: "--peer-client-cert-auth",
+        trusted_ca: "--peer-trusted-ca-file",
+        url: "peer",
+    };
+}
+
+impl TlsSettings {
+    /// `files` are cert, key, trusted CA, the deprecated CA (2.x's `--ca-file`, which turned
+    /// client-cert auth on) and the CRL; an empty value is no value.
+    fn from_flags(
+        names: TlsFlagNames,
+        files: [&Option<String>; 5],
+        client_cert_auth: bool,
+        auto: bool,
+    ) -> Result<TlsSettings, ConfigError> {
+        let path = |value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let [cert, key, trusted_ca, deprecated_ca, crl] = files.map(path);
+        let mut settings = TlsSettings {
+            cert,
+            key,
+            trusted_ca,
+            client_cert_auth,
+            crl,
+            auto,
+        };
+        if settings.trusted_ca.is_none() && deprecated_ca.is_some() {
+            settings.trusted_ca = deprecated_ca;
+            settings.client_cert_auth = true;
+        }
+        if settings.cert.is_some() != settings.key.is_some() {
+            return Err(ConfigError(format!(
+                "{} and {} must be given together",
+                names.cert, names.key
+            )));
+        }
+        if settings.client_cert_auth && settings.trusted_ca.is_none() {
+            return Err(ConfigError(format!(
+                "{} needs {} (the CA that signs the certificates to accept)",
+                names.auth, names.trusted_ca
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// Whether anything asks for TLS on this side.
+    pub fn has_certificate(&self) -> bool {
+        self.cert.is_some() || self.auto
+    }
+
+    /// An `https://` listener needs a certificate: never plaintext where TLS was asked for.
+    fn check_urls(&self, names: TlsFlagNames, urls: &[Url]) -> Result<(), ConfigError> {
+        match urls.iter().find(|u| u.scheme == "https") {
+            Some(url) if !self.has_certificate() => Err(ConfigError(format!(
+                "TLS key/cert ({}, {}) must be provided for {} url {url} with HTTPS scheme",
+                names.cert, names.key, names.url
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Which origins may read the client API from a browser (etcd 3.x's `--cors`).
@@ -319,16 +500,6 @@ fn parse_cors(text: &str) -> Result<Cors, ConfigError> {
     ))
 }
 
-/// TLS is not built yet: an `https://` URL must not be served (or advertised) in plaintext.
-fn refuse_tls(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
-    match urls.iter().find(|u| u.scheme == "https") {
-        Some(url) => Err(ConfigError(format!(
-            "--{flag}: {url} asks for TLS, which this etcd does not support yet; use http:// (serving https:// URLs in plaintext would mislead every client)"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// What a flag of etcd's that this etcd does not have does when it is given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unbuilt {
@@ -343,23 +514,10 @@ enum Unbuilt {
 
 /// etcd's flags this etcd does not have yet. Asking for one of these features, on the command
 /// line or as an `ETCD_*` variable, stops the start with a clear message: ignoring, say,
-/// `--cert-file` would serve in plaintext what the operator asked to encrypt. Leaving one
+/// `--proxy on` would serve as a member what the operator asked to be a proxy. Leaving one
 /// off (`--proxy off`, `--debug=false`, an empty `ETCD_CERT_FILE`), as distributions'
 /// configuration files do, is accepted.
 const UNBUILT_FLAGS: &[(&str, Unbuilt, &str)] = &[
-    ("cert-file", Unbuilt::Value, "TLS"),
-    ("key-file", Unbuilt::Value, "TLS"),
-    ("client-cert-auth", Unbuilt::Switch, "TLS"),
-    ("trusted-ca-file", Unbuilt::Value, "TLS"),
-    ("ca-file", Unbuilt::Value, "TLS"),
-    ("client-crl-file", Unbuilt::Value, "TLS"),
-    ("auto-tls", Unbuilt::Switch, "TLS"),
-    ("peer-cert-file", Unbuilt::Value, "TLS"),
-    ("peer-key-file", Unbuilt::Value, "TLS"),
-    ("peer-client-cert-auth", Unbuilt::Switch, "TLS"),
-    ("peer-trusted-ca-file", Unbuilt::Value, "TLS"),
-    ("peer-ca-file", Unbuilt::Value, "TLS"),
-    ("peer-auto-tls", Unbuilt::Switch, "TLS"),
     ("proxy", Unbuilt::Value, "proxy mode"),
     ("proxy-failure-wait", Unbuilt::Ignored, "proxy mode"),
     ("proxy-refresh-interval", Unbuilt::Ignored, "proxy mode"),
@@ -527,18 +685,40 @@ impl Config {
             }
         };
         let listen_peer_urls = url_list("listen-peer-urls", &flags.listen_peer_urls)?;
-        refuse_tls("listen-peer-urls", &listen_peer_urls)?;
         let listen_client_urls = url_list("listen-client-urls", &flags.listen_client_urls)?;
-        refuse_tls("listen-client-urls", &listen_client_urls)?;
         let advertise_client = url_list("advertise-client-urls", &flags.advertise_client_urls)?;
-        refuse_tls("advertise-client-urls", &advertise_client)?;
         let advertise_client_urls = strings(&advertise_client);
         let advertise_peer = url_list(
             "initial-advertise-peer-urls",
             &flags.initial_advertise_peer_urls,
         )?;
-        refuse_tls("initial-advertise-peer-urls", &advertise_peer)?;
         let advertise_peer_urls = strings(&advertise_peer);
+        let client_tls = TlsSettings::from_flags(
+            TlsFlagNames::CLIENT,
+            [
+                &flags.cert_file,
+                &flags.key_file,
+                &flags.trusted_ca_file,
+                &flags.ca_file,
+                &flags.client_crl_file,
+            ],
+            flags.client_cert_auth,
+            flags.auto_tls,
+        )?;
+        client_tls.check_urls(TlsFlagNames::CLIENT, &listen_client_urls)?;
+        let peer_tls = TlsSettings::from_flags(
+            TlsFlagNames::PEER,
+            [
+                &flags.peer_cert_file,
+                &flags.peer_key_file,
+                &flags.peer_trusted_ca_file,
+                &flags.peer_ca_file,
+                &flags.peer_crl_file,
+            ],
+            flags.peer_client_cert_auth,
+            flags.peer_auto_tls,
+        )?;
+        peer_tls.check_urls(TlsFlagNames::PEER, &listen_peer_urls)?;
 
         let cluster_text = flags.initial_cluster.clone().unwrap_or_else(|| {
             // etcd's `name=url1,name=url2`, one entry per advertised peer URL.
@@ -606,6 +786,8 @@ impl Config {
             max_wals: flags.max_wals,
             max_request_bytes: flags.max_request_bytes,
             cors: parse_cors(&flags.cors)?,
+            client_tls,
+            peer_tls,
             id,
             cluster_id: membership::cluster_id(&ids),
         })
@@ -629,7 +811,6 @@ fn parse_initial_cluster(text: &str, token: &str) -> Result<Vec<InitialMember>, 
             .split_once('=')
             .ok_or_else(|| ConfigError(format!("--initial-cluster: {entry:?} is not name=url")))?;
         let url = Url::parse(url).map_err(|e| ConfigError(format!("--initial-cluster: {e}")))?;
-        refuse_tls("initial-cluster", std::slice::from_ref(&url))?;
         let url = url.to_string();
         if !urls_seen.insert(url.clone()) {
             return Err(ConfigError(format!(

@@ -25,6 +25,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod timestamp;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 

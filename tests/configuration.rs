@@ -41,14 +41,14 @@ fn command_line_mistakes_are_one_go_style_line_and_status_2() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_never_ignored() {
+fn unbuilt_features_and_unusable_tls_flags_are_one_clear_line() {
     /// Arguments, environment, and what the one line of stderr says.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (
             &["--cert-file", "/x.pem"],
             &[],
-            "--cert-file is not supported yet (TLS)",
+            "--cert-file and --key-file must be given together",
         ),
         (
             &["-proxy=on"],
@@ -57,33 +57,34 @@ fn features_not_built_yet_are_refused_never_ignored() {
         ),
         (
             &[],
-            &[("ETCD_CERT_FILE", "/x.pem")],
-            "ETCD_CERT_FILE is set, but --cert-file",
+            &[("ETCD_PEER_KEY_FILE", "/x.key")],
+            "--peer-cert-file and --peer-key-file must be given together",
+        ),
+        (
+            &["--cert-file", "/nonexistent/x.pem", "--key-file", "/nonexistent/x.key"],
+            &[],
+            "cannot read certificates from /nonexistent/x.pem",
+        ),
+        (
+            &["--client-cert-auth", "--cert-file", "/x.pem", "--key-file", "/x.key"],
+            &[],
+            "--client-cert-auth needs --trusted-ca-file",
         ),
         (
             &[],
             &[("ETCD_DISCOVERY", "http://127.0.0.1:1/x")],
             "ETCD_DISCOVERY is set",
         ),
+        // Never plaintext where TLS was asked for.
         (
             &["--listen-client-urls", "https://127.0.0.1:2379"],
             &[],
-            "--listen-client-urls: https://127.0.0.1:2379 asks for TLS",
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme",
         ),
         (
-            &["--advertise-client-urls", "https://127.0.0.1:2379"],
+            &["--listen-peer-urls", "https://127.0.0.1:2380"],
             &[],
-            "asks for TLS",
-        ),
-        (
-            &[
-                "--initial-advertise-peer-urls",
-                "https://127.0.0.1:2380",
-                "--listen-peer-urls",
-                "http://127.0.0.1:2380",
-            ],
-            &[],
-            "asks for TLS",
+            "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1:2380 with HTTPS scheme",
         ),
     ];
     for (args, env, said) in cases {

@@ -238,11 +238,16 @@ fn stats_report_latency_counts_and_leader_info_as_etcd_does() {
 fn the_leader_during_an_election_is_etcds_503() {
     let mut members = running_cluster("leader-election", 3);
     let survivor = members.pop().unwrap();
+    // A member serves clients only once its own publish is applied, which needs a quorum:
+    // the survivor must be serving before the others go, or it never will.
+    let port = survivor.client;
+    wait_for("the survivor to serve", || {
+        http("GET", port, "/v2/members/leader", "").is_some_and(|r| r.status == 200)
+    });
     for m in members.iter_mut() {
         m.kill9();
     }
     // Alone, the survivor loses its leader (check-quorum) and cannot elect another.
-    let port = survivor.client;
     wait_for("no leader", || {
         http("GET", port, "/v2/members/leader", "").is_some_and(|r| r.status == 503)
     });

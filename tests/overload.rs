@@ -12,7 +12,7 @@ use std::time::Duration;
 use etcd::config::Config;
 use etcd::node::COMMAND_CAPACITY;
 use etcd::runtime::{DiskOp, Host, SimDisk, TokioHost};
-use etcd::server::{Listeners, Server};
+use etcd::server::{Bound, Listeners, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -111,8 +111,9 @@ async fn start_member(disk: SimDisk) -> (Server<TokioHost, SimDisk>, u16) {
     ];
     let config = Config::from_args(args).expect("flags").expect("config");
     let listeners = Listeners {
-        clients: vec![clients],
-        peers: vec![peers],
+        clients: vec![Bound::plain(clients)],
+        peers: vec![Bound::plain(peers)],
+        peer_dialer: Default::default(),
     };
     let server = Server::start(config, host, disk, listeners)
         .await

@@ -2,9 +2,12 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+
+use crate::net::Connector;
+use crate::runtime::TokioHost;
 
 pub struct Conn {
     authority: String,
@@ -18,21 +21,20 @@ pub struct Reply {
 }
 
 impl Conn {
-    pub async fn open(endpoint: &str) -> Result<Conn, String> {
-        let authority = endpoint
-            .trim_start_matches("http://")
+    /// Connects to `endpoint` (`http://` or `https://host:port`) through the shared connector.
+    pub async fn open(endpoint: &str, connector: &Connector) -> Result<Conn, String> {
+        let uri: hyper::Uri = endpoint
             .trim_end_matches('/')
-            .to_string();
-        let stream = TcpStream::connect(&authority)
+            .parse()
+            .map_err(|e| format!("{endpoint}: {e}"))?;
+        let authority = uri
+            .authority()
+            .map(|a| a.to_string())
+            .ok_or_else(|| format!("{endpoint}: no host"))?;
+        let sender = connector
+            .dial(&TokioHost::new(), &uri, Duration::from_secs(5))
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Conn { authority, sender })
     }
 

@@ -22,6 +22,7 @@ use hdrhistogram::Histogram;
 
 pub use report::Report;
 
+use crate::net::Connector;
 use conn::Conn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,7 +116,7 @@ async fn leader_first(options: &Options) -> Result<Vec<String>, String> {
         return Err("no endpoints".into());
     }
     for endpoint in endpoints.clone() {
-        let Ok(mut conn) = Conn::open(&endpoint).await else {
+        let Ok(mut conn) = Conn::open(&endpoint, &Connector::plain()).await else {
             continue;
         };
         let Ok(reply) = conn.request("GET", "/v2/members/leader", None).await else {
@@ -140,14 +141,14 @@ async fn leader_first(options: &Options) -> Result<Vec<String>, String> {
 }
 
 async fn current_index(endpoint: &str) -> Result<u64, String> {
-    let mut conn = Conn::open(endpoint).await?;
+    let mut conn = Conn::open(endpoint, &Connector::plain()).await?;
     // A quorum read gives the index after everything committed so far.
     let reply = conn.request("GET", "/v2/keys/?quorum=true", None).await?;
     Ok(reply.etcd_index)
 }
 
 async fn prepare_keys(endpoint: &str, options: &Options, value: &str) -> Result<(), String> {
-    let mut conn = Conn::open(endpoint).await?;
+    let mut conn = Conn::open(endpoint, &Connector::plain()).await?;
     let body = form_value(value);
     for k in 0..options.keys {
         let path = format!("/v2/keys{}/read/{k}", options.prefix);
@@ -204,7 +205,7 @@ async fn run_requests(
     let totals = Arc::new(Mutex::new((new_histogram(), 0u64, 0u64, 0u64))); // latency, ok, errors, writes
     let mut conns = Vec::new();
     for client in 0..options.clients {
-        conns.push(Conn::open(&endpoints[client % endpoints.len()]).await?);
+        conns.push(Conn::open(&endpoints[client % endpoints.len()], &Connector::plain()).await?);
     }
     let per_client_interval = options
         .rate
@@ -294,7 +295,7 @@ async fn run_watch(
     value: &str,
 ) -> Result<(Report, u64), String> {
     let key = format!("/v2/keys{}/watched", options.prefix);
-    let mut writer = Conn::open(&endpoints[0]).await?;
+    let mut writer = Conn::open(&endpoints[0], &Connector::plain()).await?;
     let first = writer
         .request("PUT", &key, Some(&form_value("start")))
         .await?;
@@ -304,7 +305,8 @@ async fn run_watch(
     let totals = Arc::new(Mutex::new((new_histogram(), 0u64, 0u64)));
     let mut tasks = Vec::new();
     for client in 0..options.clients {
-        let mut conn = Conn::open(&endpoints[client % endpoints.len()]).await?;
+        let mut conn =
+            Conn::open(&endpoints[client % endpoints.len()], &Connector::plain()).await?;
         let (key, totals) = (key.clone(), Arc::clone(&totals));
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();

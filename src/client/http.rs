@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
 
 use super::Body;
+use crate::net::{Connector, DialError};
 use crate::runtime::{timeout, Host};
 
 /// A response: status, headers and the whole body.
@@ -52,12 +53,18 @@ pub(super) async fn send<H: Host>(
     path_and_query: &str,
     body: Option<&Body>,
     credentials: Option<&(String, String)>,
+    connector: &Connector,
     dial_timeout: Duration,
     header_timeout: Option<Duration>,
 ) -> Result<Reply, Failure> {
-    let authority = endpoint.trim_start_matches("http://");
-    let mut sender = match crate::net::dial(host, authority, dial_timeout).await {
+    let uri: hyper::Uri = endpoint
+        .parse()
+        .map_err(|e| Failure::NotSent(format!("{endpoint}: {e}")))?;
+    let authority = uri.authority().map_or(endpoint, |a| a.as_str());
+    let mut sender = match connector.dial(host, &uri, dial_timeout).await {
         Ok(sender) => sender,
+        // Go's words: a TLS failure is said alone, a connection failure as the dial's.
+        Err(DialError::Tls(why)) => return Err(Failure::NotSent(why)),
         Err(e) => return Err(Failure::NotSent(format!("dial tcp {authority}: {e}"))),
     };
 
@@ -97,6 +104,9 @@ pub(super) async fn send<H: Host>(
         None => response.await,
     }
     .map_err(|e| {
+        if let Some(tls) = crate::tls::find_failure(e.error()) {
+            return Failure::NotSent(tls);
+        }
         let why = format!("{endpoint}: {}", e.error());
         if e.message().is_some() {
             Failure::NotSent(why)

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub use http::Reply;
 
+use crate::net::Connector;
 use crate::runtime::{Host, TokioHost};
 
 /// An error the server answered with: etcd's `{errorCode, message, cause, index}`.
@@ -55,7 +56,12 @@ pub enum ClientError {
 impl ClientError {
     /// Whether every endpoint failed for a reason of the network (etcdctl's exit status 2).
     pub fn is_connection(&self) -> bool {
-        matches!(self, ClientError::Cluster(_) | ClientError::Unreachable(_))
+        match self {
+            ClientError::Cluster(errors) | ClientError::Unreachable(errors) => {
+                !errors.iter().any(|e| crate::tls::is_failure_text(e))
+            }
+            _ => false,
+        }
     }
 
     /// The per-endpoint lines etcdctl prints after a cluster error.
@@ -146,6 +152,8 @@ pub struct Config {
     pub debug: bool,
     /// `user[:password]` for HTTP basic authentication.
     pub credentials: Option<(String, String)>,
+    /// How endpoints are dialled: plain, or with TLS settings for `https://` ones.
+    pub connector: Connector,
 }
 
 pub struct Client<H: Host = TokioHost> {
@@ -241,6 +249,7 @@ impl<H: Host> Client<H> {
                 path_and_query,
                 body,
                 self.config.credentials.as_ref(),
+                &self.config.connector,
                 self.config.dial_timeout,
                 header_timeout,
             )
@@ -302,7 +311,12 @@ fn refused_for_no_space(reply: &http::Reply) -> bool {
 
 /// One GET to one endpoint, whatever its status (for `/health`, which answers 503 when
 /// unhealthy); the error is the Go client's text for a failed connection.
-pub async fn fetch(endpoint: &str, path: &str, timeout: Duration) -> Result<Reply, String> {
+pub async fn fetch(
+    endpoint: &str,
+    path: &str,
+    connector: &Connector,
+    timeout: Duration,
+) -> Result<Reply, String> {
     let endpoint = normalise_endpoint(endpoint)?;
     let host = TokioHost::new();
     http::send(
@@ -312,6 +326,7 @@ pub async fn fetch(endpoint: &str, path: &str, timeout: Duration) -> Result<Repl
         path,
         None,
         None,
+        connector,
         timeout,
         Some(timeout),
     )
@@ -319,25 +334,24 @@ pub async fn fetch(endpoint: &str, path: &str, timeout: Duration) -> Result<Repl
     .map_err(http::Failure::into_message)
 }
 
-/// `http://host:port` without a trailing slash; `https` is refused until TLS lands.
+/// `http://host:port` or `https://host:port`, without a trailing slash.
 fn normalise_endpoint(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim().trim_end_matches('/');
     let uri: hyper::Uri = trimmed
         .parse()
         .map_err(|e| format!("invalid endpoint {raw:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let scheme = match uri.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
+        _ => {
             return Err(format!(
-                "endpoint {raw}: https is not supported yet (TLS lands with its own issue)"
+                "invalid endpoint {raw:?}: the scheme must be http or https"
             ))
         }
-        _ => return Err(format!("invalid endpoint {raw:?}: the scheme must be http")),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("invalid endpoint {raw:?}: no host"))?;
-    Ok(format!("http://{authority}"))
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]
@@ -381,14 +395,16 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_normalised_and_https_is_refused_clearly() {
+    fn endpoints_are_normalised_and_keep_their_scheme() {
         assert_eq!(
             normalise_endpoint("http://127.0.0.1:2379/").unwrap(),
             "http://127.0.0.1:2379"
         );
-        assert!(normalise_endpoint("https://127.0.0.1:2379")
-            .unwrap_err()
-            .contains("https is not supported yet"));
+        assert_eq!(
+            normalise_endpoint("https://localhost:2379").unwrap(),
+            "https://localhost:2379"
+        );
         assert!(normalise_endpoint("127.0.0.1:2379").is_err());
+        assert!(normalise_endpoint("ftp://127.0.0.1:2379").is_err());
     }
 }

@@ -53,6 +53,18 @@ pub struct Cli {
     /// Verify certificates of HTTPS-enabled servers using this CA bundle
     #[arg(long, env = "ETCDCTL_CA_FILE")]
     pub ca_file: Option<String>,
+    /// Skip server certificate verification (CAUTION: this option should be enabled only for
+    /// testing purposes)
+    #[arg(
+        long,
+        default_value = "false",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure_skip_tls_verify: bool,
     /// Provide username[:password] and prompt if password is not supplied
     #[arg(short = 'u', long, env = "ETCDCTL_USERNAME")]
     pub username: Option<String>,

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::client::keys::{self, DeleteOptions, GetOptions, PrevExist, SetOptions, Watcher};
 use crate::client::{members, Client, ClientError, Config};
+use crate::net::Connector;
 
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     let command = cli.command.clone().expect("parse requires a command");
@@ -269,7 +270,32 @@ fn client_config(cli: &Cli) -> Result<Config, Exit> {
         header_timeout: cli.timeout,
         debug: cli.debug,
         credentials,
+        connector: connector(cli)?,
     })
+}
+
+/// etcdctl's transport: TLS with `--cert-file`, `--key-file` and `--ca-file` (the system's
+/// roots when no CA is given) for `https://` endpoints; files that cannot be used end the
+/// command (status 1), as etcdctl's do.
+fn connector(cli: &Cli) -> Result<Connector, Exit> {
+    let files = crate::tls::ClientFiles {
+        cert: cli.cert_file.as_ref().map(Into::into),
+        key: cli.key_file.as_ref().map(Into::into),
+        trusted_ca: cli.ca_file.as_ref().map(Into::into),
+        skip_verify: cli.insecure_skip_tls_verify,
+    };
+    let wanted = files != crate::tls::ClientFiles::default()
+        || cli
+            .endpoint_list()
+            .iter()
+            .any(|e| e.starts_with("https://"));
+    if !wanted {
+        return Ok(Connector::plain());
+    }
+    files
+        .load("client")
+        .map(Connector::with_tls)
+        .map_err(|why| Exit::new(EXIT_BAD_ARGS, format!("{why}\n")))
 }
 
 /// etcdctl's `mustNewClient`: the client, synced to the cluster's published client URLs
@@ -543,7 +569,11 @@ async fn member_health(cli: &Cli, id: &str, urls: &[String]) -> Health {
         return Health::NoClientUrls;
     }
     for url in urls {
-        let reply = match crate::client::fetch(url, "/health", cli.timeout).await {
+        let connector = match connector(cli) {
+            Ok(connector) => connector,
+            Err(_) => crate::net::Connector::plain(),
+        };
+        let reply = match crate::client::fetch(url, "/health", &connector, cli.timeout).await {
             Ok(reply) => reply,
             Err(why) => {
                 print_out(&format!(

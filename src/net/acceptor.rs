@@ -11,7 +11,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use super::{Body, HostTimer};
-use crate::runtime::{Host, Listener};
+use crate::runtime::{timeout, Host, Listener};
+use crate::tls::ServerTls;
 
 /// A connection that is not in the middle of a request and has not sent a whole request head
 /// within this time is closed: slow or stalled headers (slowloris), and keep-alive connections
@@ -36,9 +37,19 @@ pub const PEER_CONNECTIONS: ConnectionLimit = ConnectionLimit {
     what: "peer",
 };
 
-/// Serves `service` on every connection `listener` accepts, for ever.
-pub async fn serve<H, S, F>(host: H, listener: H::Listener, limit: ConnectionLimit, service: S)
-where
+/// A TLS handshake that has not finished within this time is given up (half-open or stalled
+/// handshakes hold a connection slot no longer than this).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` on every connection `listener` accepts, for ever; over TLS when `tls` is
+/// given (an `https://` listen URL), so that nothing is ever served in plaintext there.
+pub async fn serve<H, S, F>(
+    host: H,
+    listener: H::Listener,
+    limit: ConnectionLimit,
+    tls: Option<ServerTls>,
+    service: S,
+) where
     H: Host,
     S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<hyper::Response<Body>, Infallible>> + Send + 'static,
@@ -52,8 +63,8 @@ where
         // Header names as Go writes them (`X-Etcd-Index`), for scripts that grep `curl -i`.
         .title_case_headers(true);
     loop {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // Out of file descriptors, say: wait rather than spin.
                 host.sleep(Duration::from_millis(100)).await;
@@ -73,10 +84,72 @@ where
             }
             continue;
         };
-        let connection = http.serve_connection(TokioIo::new(stream), service_fn(service.clone()));
-        host.spawn(async move {
-            let _ = connection.await;
-            drop(permit);
-        });
+        let service = service_fn(service.clone());
+        match &tls {
+            None => {
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                host.spawn(async move {
+                    let _ = connection.await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                // The handshake runs in the connection's own task, so that a slow or silent
+                // client holds up nobody else.
+                let (acceptor, http, what, clock) =
+                    (tls.acceptor(), http.clone(), limit.what, host.clone());
+                host.spawn(async move {
+                    let stream = match timeout(&clock, HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            REFUSALS.note(&clock, || format!("rejected {what} connection from {from}: {}", crate::tls::describe(&e)));
+                            return;
+                        }
+                        Err(()) => {
+                            REFUSALS.note(&clock, || format!("rejected {what} connection from {from}: the TLS handshake did not finish within {HANDSHAKE_TIMEOUT:?}"));
+                            return;
+                        }
+                    };
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Refused handshakes, logged each but at most [`Refusals::BURST`] a minute per process, so
+/// that a flood of bad connections cannot flood the log; the rest are counted in the next line
+/// that is written.
+struct Refusals {
+    state: std::sync::Mutex<(Option<Duration>, u64, u64)>,
+}
+
+static REFUSALS: Refusals = Refusals {
+    state: std::sync::Mutex::new((None, 0, 0)),
+};
+
+impl Refusals {
+    const BURST: u64 = 20;
+
+    fn note<H: Host>(&self, host: &H, line: impl FnOnce() -> String) {
+        let now = host.elapsed();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (window, logged, unlogged) = &mut *state;
+        if window.is_none_or(|start| now >= start + Duration::from_secs(60)) {
+            *window = Some(now);
+            *logged = 0;
+        }
+        if *logged >= Self::BURST {
+            *unlogged += 1;
+            return;
+        }
+        *logged += 1;
+        let more = std::mem::take(unlogged);
+        if more > 0 {
+            eprintln!("etcd: {} (and {more} more refused without a line)", line());
+        } else {
+            eprintln!("etcd: {}", line());
+        }
     }
 }

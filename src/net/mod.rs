@@ -1,7 +1,9 @@
 //! HTTP/1 over the host's sockets, shared by the client API, the peer transport and the
 //! client: one acceptor ([`serve`]) for every listener and one connector ([`dial`]) for every
 //! outgoing connection, both on the [`Host`](crate::runtime::Host)'s sockets and clock, so the
-//! same code runs on real TCP and on the simulator's. TLS, when it comes, plugs in here.
+//! same code runs on real TCP and on the simulator's. TLS plugs in here: the acceptor takes a
+//! [`ServerTls`](crate::tls::ServerTls) for `https://` listeners, the connector a
+//! [`ClientTls`](crate::tls::ClientTls) for `https://` URLs.
 
 mod acceptor;
 mod connector;
@@ -15,9 +17,10 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 pub use acceptor::{
-    serve, ConnectionLimit, CLIENT_CONNECTIONS, HEADER_READ_TIMEOUT, PEER_CONNECTIONS,
+    serve, ConnectionLimit, CLIENT_CONNECTIONS, HANDSHAKE_TIMEOUT, HEADER_READ_TIMEOUT,
+    PEER_CONNECTIONS,
 };
-pub use connector::{address_of, dial, DialError, Sender};
+pub use connector::{address_of, Connector, DialError, Sender};
 pub use timer::HostTimer;
 
 /// Every answer's body.

@@ -55,7 +55,8 @@ pub trait Host: Clone + Send + Sync + 'static {
 /// A bound TCP listener.
 pub trait Listener: Send + Sync + 'static {
     type Stream;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// The next connection, and where it comes from.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 

@@ -312,9 +312,9 @@ pub struct SimListener {
 impl Listener for SimListener {
     type Stream = SimStream;
 
-    async fn accept(&self) -> io::Result<SimStream> {
-        let (stream, _) = self.inner.accept().await?;
-        Ok(self.host.track(stream))
+    async fn accept(&self) -> io::Result<(SimStream, SocketAddr)> {
+        let (stream, from) = self.inner.accept().await?;
+        Ok((self.host.track(stream), from))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

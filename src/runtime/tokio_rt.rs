@@ -91,10 +91,10 @@ impl Host for TokioHost {
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        let (stream, _) = TcpListener::accept(self).await?;
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, from) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        Ok((stream, from))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

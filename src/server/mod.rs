@@ -13,10 +13,11 @@ use tokio::sync::mpsc;
 use crate::api::{self, App};
 use crate::config::Config;
 use crate::membership::{format_id, parse_id, Member};
-use crate::net::{CLIENT_CONNECTIONS, PEER_CONNECTIONS};
+use crate::net::{Connector, CLIENT_CONNECTIONS, PEER_CONNECTIONS};
 use crate::node::{Node, NodeConfig};
 use crate::runtime::{Disk, Host, Parts};
 use crate::sync::Flag;
+use crate::tls::ServerTls;
 use crate::transport::{self, HttpTransport};
 
 mod process;
@@ -26,33 +27,83 @@ pub use process::run;
 /// What a member runs on: a host, a disk, and the HTTP peer transport on that host.
 pub type MemberRuntime<H, D> = Parts<H, D, HttpTransport<H>>;
 
+/// The TLS a member serves and dials with, made where the process is assembled (from
+/// certificate files in production, `server::process`; none in the simulator yet).
+#[derive(Clone, Default)]
+pub struct Security {
+    /// For `https://` client listeners.
+    pub clients: Option<ServerTls>,
+    /// For `https://` peer listeners.
+    pub peers: Option<ServerTls>,
+    /// How this member dials its peers, and asks them for the members when it joins.
+    pub peer_dialer: Connector,
+}
+
+/// One bound listener, and the TLS it serves with (an `https://` URL).
+pub struct Bound<H: Host> {
+    pub listener: H::Listener,
+    pub tls: Option<ServerTls>,
+}
+
+impl<H: Host> Bound<H> {
+    pub fn plain(listener: H::Listener) -> Bound<H> {
+        Bound {
+            listener,
+            tls: None,
+        }
+    }
+}
+
 /// The listeners a member serves, bound before anything is written so that a port in use
-/// fails fast and cleanly.
+/// fails fast and cleanly, and how it dials its peers.
 pub struct Listeners<H: Host> {
-    pub clients: Vec<H::Listener>,
-    pub peers: Vec<H::Listener>,
+    pub clients: Vec<Bound<H>>,
+    pub peers: Vec<Bound<H>>,
+    pub peer_dialer: Connector,
 }
 
 impl<H: Host> Listeners<H> {
-    /// Binds every `--listen-client-urls` and `--listen-peer-urls` address.
-    pub async fn bind(host: &H, config: &Config) -> Result<Listeners<H>, String> {
-        let bind = |url: &crate::config::Url, what: &'static str| {
+    /// Binds every `--listen-client-urls` and `--listen-peer-urls` address; an `https://` one
+    /// serves TLS only, and without TLS settings it is an error, never plaintext.
+    pub async fn bind(
+        host: &H,
+        config: &Config,
+        security: &Security,
+    ) -> Result<Listeners<H>, String> {
+        let bind = |url: &crate::config::Url, what: &'static str, tls: &Option<ServerTls>| {
             let url = url.clone();
+            let tls = if url.scheme == "https" {
+                match tls {
+                    Some(tls) => Ok(Some(tls.clone())),
+                    None => Err(format!(
+                        "cannot listen for {what} on {url}: https needs a certificate and key"
+                    )),
+                }
+            } else {
+                Ok(None)
+            };
             async move {
-                host.listen(&url.address())
+                let tls = tls?;
+                let listener = host
+                    .listen(&url.address())
                     .await
-                    .map_err(|e| format!("cannot listen for {what} on {url}: {e}"))
+                    .map_err(|e| format!("cannot listen for {what} on {url}: {e}"))?;
+                Ok::<_, String>(Bound { listener, tls })
             }
         };
         let mut clients = Vec::new();
         for url in &config.listen_client_urls {
-            clients.push(bind(url, "clients").await?);
+            clients.push(bind(url, "clients", &security.clients).await?);
         }
         let mut peers = Vec::new();
         for url in &config.listen_peer_urls {
-            peers.push(bind(url, "peers").await?);
+            peers.push(bind(url, "peers", &security.peers).await?);
         }
-        Ok(Listeners { clients, peers })
+        Ok(Listeners {
+            clients,
+            peers,
+            peer_dialer: security.peer_dialer.clone(),
+        })
     }
 }
 
@@ -71,7 +122,8 @@ impl<H: Host, D: Disk> Server<H, D> {
         disk: D,
         listeners: Listeners<H>,
     ) -> Result<Server<H, D>, String> {
-        let (id, cluster_id, known, new_member) = identity(&config, &host, &disk).await?;
+        let dialer = listeners.peer_dialer.clone();
+        let (id, cluster_id, known, new_member) = identity(&config, &host, &disk, &dialer).await?;
         let mut config = config;
         config.id = id;
         config.cluster_id = cluster_id;
@@ -81,7 +133,8 @@ impl<H: Host, D: Disk> Server<H, D> {
             config.id,
             config.cluster_id,
             &config.advertise_peer_urls,
-        );
+        )
+        .with_connector(dialer);
         let listed = config.initial_cluster.iter().map(|m| (m.id, &m.peer_urls));
         let fetched = known.iter().map(|m| (m.id, &m.peer_urls));
         for (member, urls) in listed.chain(fetched).filter(|(m, _)| *m != config.id) {
@@ -130,13 +183,18 @@ impl<H: Host, D: Disk> Server<H, D> {
             cors: config.cors.clone(),
             traffic: transport.stats(),
         });
-        for listener in listeners.clients {
+        for Bound { listener, tls } in listeners.clients {
             let app = Arc::clone(&app);
-            let serving =
-                crate::net::serve(host.clone(), listener, CLIENT_CONNECTIONS, move |request| {
+            let serving = crate::net::serve(
+                host.clone(),
+                listener,
+                CLIENT_CONNECTIONS,
+                tls,
+                move |request| {
                     let app = Arc::clone(&app);
                     async move { Ok::<_, Infallible>(api::handle(app, request).await) }
-                });
+                },
+            );
             // Clients wait (their connections queue) until the member has caught up, as with
             // etcd, which serves them only once its publish is applied.
             let ready = node.ready();
@@ -151,11 +209,15 @@ impl<H: Host, D: Disk> Server<H, D> {
             inbox_tx,
             config.max_request_bytes,
         ));
-        for listener in listeners.peers {
+        for Bound { listener, tls } in listeners.peers {
             let cluster_id = config.cluster_id;
             let (inbound, node) = (Arc::clone(&inbound), node.clone());
-            let serving =
-                crate::net::serve(host.clone(), listener, PEER_CONNECTIONS, move |request| {
+            let serving = crate::net::serve(
+                host.clone(),
+                listener,
+                PEER_CONNECTIONS,
+                tls,
+                move |request| {
                     let (inbound, node) = (Arc::clone(&inbound), node.clone());
                     async move {
                         if request.uri().path() == "/members" {
@@ -163,7 +225,8 @@ impl<H: Host, D: Disk> Server<H, D> {
                         }
                         Ok(inbound.receive(request, |id| node.is_removed(id)).await)
                     }
-                });
+                },
+            );
             host.spawn(until_stopped(Arc::clone(&stop), serving));
         }
         eprintln!(
@@ -337,6 +400,7 @@ async fn identity<H: Host, D: Disk>(
     config: &Config,
     host: &H,
     disk: &D,
+    dialer: &Connector,
 ) -> Result<(u64, u64, Vec<Member>, bool), String> {
     let dir = &config.data_dir;
     match (read_identity(disk, dir).await?, config.new_cluster) {
@@ -358,7 +422,7 @@ async fn identity<H: Host, D: Disk>(
         }
         (None, true) => Ok((config.id, config.cluster_id, Vec::new(), true)),
         (None, false) => {
-            let (id, cluster_id, members) = join_cluster(config, host).await?;
+            let (id, cluster_id, members) = join_cluster(config, host, dialer).await?;
             Ok((id, cluster_id, members, true))
         }
     }
@@ -371,6 +435,7 @@ async fn identity<H: Host, D: Disk>(
 async fn join_cluster<H: Host>(
     config: &Config,
     host: &H,
+    dialer: &Connector,
 ) -> Result<(u64, u64, Vec<Member>), String> {
     let mut mine = config.advertise_peer_urls.clone();
     mine.sort();
@@ -392,7 +457,7 @@ async fn join_cluster<H: Host>(
             host.sleep(Duration::from_secs(1)).await;
         }
         for url in &peers {
-            let Ok((cluster_id, members)) = fetch_members(host, url).await else {
+            let Ok((cluster_id, members)) = fetch_members(host, dialer, url).await else {
                 continue;
             };
             let me = members.iter().find(|m| {
@@ -419,13 +484,18 @@ async fn join_cluster<H: Host>(
 const JOIN_ROUNDS: usize = 5;
 const JOIN_DEADLINE: Duration = Duration::from_secs(15);
 
-async fn fetch_members<H: Host>(host: &H, peer_url: &str) -> Result<(u64, Vec<Member>), String> {
+async fn fetch_members<H: Host>(
+    host: &H,
+    dialer: &Connector,
+    peer_url: &str,
+) -> Result<(u64, Vec<Member>), String> {
     use http_body_util::BodyExt;
     let uri: hyper::Uri = format!("{peer_url}/members")
         .parse()
         .map_err(|e| format!("{e}"))?;
     let address = crate::net::address_of(&uri)?;
-    let mut sender = crate::net::dial(host, &address, Duration::from_secs(2))
+    let mut sender = dialer
+        .dial(host, &uri, Duration::from_secs(2))
         .await
         .map_err(|e| e.to_string())?;
     let request = hyper::Request::get(uri)

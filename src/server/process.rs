@@ -7,9 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::{Listeners, Server};
-use crate::config::Config;
+use super::{Listeners, Security, Server};
+use crate::config::{Config, TlsSettings};
+use crate::net::Connector;
 use crate::runtime::{FsDisk, TokioHost};
+use crate::tls::{ClientFiles, ServerFiles};
 
 /// Holds the data dir for as long as the server lives: a second etcd on it is refused.
 pub struct DataDirLock {
@@ -42,7 +44,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let early_lock = existing
         .then(|| lock_data_dir(&config.data_dir))
         .transpose()?;
-    let listeners = Listeners::bind(&host, &config).await?;
+    let security = security(&config)?;
+    let listeners = Listeners::bind(&host, &config, &security).await?;
     let _lock = match early_lock {
         Some(lock) => lock,
         None => lock_data_dir(&config.data_dir)?,
@@ -80,4 +83,87 @@ async fn shutdown_signal() {
         _ = interrupt => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// The member's TLS from its flags: certificate files, re-read when they change, or
+/// certificates generated into the data dir (`--auto-tls`, `--peer-auto-tls`) when no files
+/// are given.
+fn security(config: &Config) -> Result<Security, String> {
+    let clients = server_tls(
+        config,
+        &config.client_tls,
+        "client",
+        &config.listen_client_urls,
+    )?;
+    let peers = server_tls(config, &config.peer_tls, "peer", &config.listen_peer_urls)?;
+    // A member shows its peer certificate when it dials a peer, and trusts the peer CA; on
+    // generated certificates nobody can be verified, and etcd does not try.
+    let peer_dialer = match peer_files(config)? {
+        None => Connector::plain(),
+        Some((cert, key)) => {
+            let files = ClientFiles {
+                cert: Some(cert),
+                key: Some(key),
+                trusted_ca: config.peer_tls.trusted_ca.clone(),
+                skip_verify: config.peer_tls.cert.is_none(),
+            };
+            Connector::with_tls(files.load("peer")?)
+        }
+    };
+    Ok(Security {
+        clients,
+        peers,
+        peer_dialer,
+    })
+}
+
+/// The certificate and key one side serves with: its files, or generated ones.
+fn certificate_files(
+    config: &Config,
+    tls: &TlsSettings,
+    side: &str,
+    urls: &[crate::config::Url],
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        if tls.auto {
+            eprintln!(
+                "etcd: ignoring --{}auto-tls: certificate files are given",
+                if side == "peer" { "peer-" } else { "" }
+            );
+        }
+        return Ok(Some((cert.clone(), key.clone())));
+    }
+    if !tls.auto {
+        return Ok(None);
+    }
+    let hosts: Vec<String> = urls
+        .iter()
+        .map(|u| u.host.trim_matches(['[', ']']).to_owned())
+        .chain(["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .collect();
+    let dir = config.data_dir.join("fixtures").join(side);
+    crate::tls::auto::self_signed(&dir, &hosts).map(Some)
+}
+
+fn server_tls(
+    config: &Config,
+    tls: &TlsSettings,
+    side: &'static str,
+    urls: &[crate::config::Url],
+) -> Result<Option<crate::tls::ServerTls>, String> {
+    let Some((cert, key)) = certificate_files(config, tls, side, urls)? else {
+        return Ok(None);
+    };
+    let files = ServerFiles {
+        cert,
+        key,
+        trusted_ca: tls.trusted_ca.clone(),
+        client_cert_auth: tls.client_cert_auth,
+        crl: tls.crl.clone(),
+    };
+    files.load(side).map(Some)
+}
+
+fn peer_files(config: &Config) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
+    certificate_files(config, &config.peer_tls, "peer", &config.listen_peer_urls)
 }

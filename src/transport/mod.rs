@@ -29,7 +29,7 @@ pub mod stats;
 
 use crate::body::{BodyError, BodyRead};
 use crate::membership::{format_id, parse_id};
-use crate::net::{full, method_not_allowed, text_response, Body};
+use crate::net::{full, method_not_allowed, text_response, Body, Connector};
 use crate::node::PeerReport;
 use crate::runtime::{timeout, Host, Transport};
 use crate::sync::{Flag, RaiseOnDrop};
@@ -154,6 +154,8 @@ pub struct HttpTransport<H> {
     /// incoming sender gets 410 Gone is the node's table's to say (`Inbound::receive`), which
     /// is updated before a removal reaches here.
     removed: Arc<Mutex<BTreeSet<u64>>>,
+    /// How peers are dialled: plain, or TLS for `https://` peer URLs.
+    connector: Connector,
     reporter: Reporter,
     stats: Arc<TrafficStats>,
 }
@@ -167,6 +169,7 @@ impl<H: Clone> Clone for HttpTransport<H> {
             cluster_id: self.cluster_id,
             peers: Arc::clone(&self.peers),
             removed: Arc::clone(&self.removed),
+            connector: self.connector.clone(),
             reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
         }
@@ -185,9 +188,16 @@ impl<H: Host> HttpTransport<H> {
             cluster_id,
             peers: Arc::default(),
             removed: Arc::default(),
+            connector: Connector::plain(),
             reporter: Reporter::default(),
             stats: Arc::new(TrafficStats::new(move || clock.elapsed())),
         }
+    }
+
+    /// Dials peers with `connector` (TLS for `https://` peer URLs) instead of plain TCP.
+    pub fn with_connector(mut self, connector: Connector) -> HttpTransport<H> {
+        self.connector = connector;
+        self
     }
 
     /// Asks every known peer, with an empty batch, whether this member was removed: a peer
@@ -211,7 +221,7 @@ impl<H: Host> HttpTransport<H> {
             .collect();
         for url in addresses {
             let asked = async {
-                let mut sender = connect(&self.host, &url).await?;
+                let mut sender = connect(&self.host, &self.connector, &url).await?;
                 let request = batch_request(
                     &url,
                     Lane::Messages,
@@ -306,6 +316,7 @@ impl<H: Host> HttpTransport<H> {
             cluster_id: self.cluster_id,
             reporter: self.reporter.clone(),
             stats: Arc::clone(&self.stats),
+            connector: self.connector.clone(),
         };
         self.host.spawn(lane(
             peer.clone(),
@@ -521,10 +532,10 @@ fn batch_request(
     request.body(body).map_err(|e| e.to_string())
 }
 
-async fn connect<H: Host>(host: &H, url: &str) -> Result<Sender, String> {
+async fn connect<H: Host>(host: &H, connector: &Connector, url: &str) -> Result<Sender, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let address = crate::net::address_of(&uri)?;
-    crate::net::dial(host, &address, Duration::from_secs(1))
+    connector
+        .dial(host, &uri, Duration::from_secs(1))
         .await
         .map_err(|e| e.to_string())
 }
@@ -540,6 +551,7 @@ struct Peer<H> {
     cluster_id: u64,
     reporter: Reporter,
     stats: Arc<TrafficStats>,
+    connector: Connector,
 }
 
 impl<H: Host> Peer<H> {
@@ -625,7 +637,10 @@ async fn lane<H: Host>(
                 .as_ref()
                 .is_none_or(|(s, to)| s.is_closed() || *to != url)
             {
-                sender = Some((connect(&peer.host, &url).await?, url.clone()));
+                sender = Some((
+                    connect(&peer.host, &peer.connector, &url).await?,
+                    url.clone(),
+                ));
             }
             let (body, taken) = CountedBody::new(Bytes::from(encode(&batch)));
             let request =

@@ -1,0 +1,242 @@
+//! TLS configurations read from PEM files, and read again when the files change, so that a
+//! certificate rotates without a restart: each new handshake looks at the files' modification
+//! time, size and inode (a stat each, as etcd 3.x reads its files for every handshake), and a
+//! change builds the configuration anew. Files that do not make a configuration (a rotation
+//! caught half-written) keep the last good one, with a log line.
+// Reading certificate files is this production module's job; the simulator builds its
+// configurations in memory.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use super::{provider, verify, ClientTls, ServerTls};
+
+/// A listener's files: etcd's `--cert-file`, `--key-file`, `--trusted-ca-file`,
+/// `--client-cert-auth` and `--client-crl-file` (or their `--peer-*` twins).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trusted_ca: Option<PathBuf>,
+    /// Refuse, at the handshake, a client without a certificate the trusted CA signed.
+    pub client_cert_auth: bool,
+    pub crl: Option<PathBuf>,
+}
+
+impl ServerFiles {
+    /// Reads the files now (a start-up error names the file that is wrong) and again whenever
+    /// they change.
+    pub fn load(&self, what: &'static str) -> Result<ServerTls, String> {
+        let files = self.clone();
+        let watched = [
+            Some(&self.cert),
+            Some(&self.key),
+            self.trusted_ca.as_ref(),
+            self.crl.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let reloading = Reloading::new(what, watched, move || files.build())?;
+        Ok(ServerTls::from_fn(move || reloading.current()))
+    }
+
+    fn build(&self) -> Result<ServerConfig, String> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match &self.trusted_ca {
+            Some(ca) if self.client_cert_auth => {
+                let roots = Arc::new(read_roots(ca)?);
+                let mut verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
+                if let Some(crl) = &self.crl {
+                    verifier = verifier.with_crls(read_crls(crl)?);
+                }
+                builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            }
+            // Checked with the flags: client-cert auth needs a CA to check against.
+            None if self.client_cert_auth => {
+                return Err("client certificate authentication needs a trusted CA file".into())
+            }
+            // As Go's server without client auth: no certificate is asked for.
+            _ => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(read_certs(&self.cert)?, read_key(&self.key)?)
+            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// What an outgoing connection shows and trusts: the client side of `--peer-*` for the peer
+/// transport, etcdctl's `--cert-file`, `--key-file` and `--ca-file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFiles {
+    /// The certificate (and its key) shown when the server asks for one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Whom to trust; the system's roots when absent.
+    pub trusted_ca: Option<PathBuf>,
+    /// Trust any server certificate: only for peers on self-signed `--peer-auto-tls`
+    /// certificates, as etcd does.
+    pub skip_verify: bool,
+}
+
+impl ClientFiles {
+    pub fn load(&self, what: &'static str) -> Result<ClientTls, String> {
+        let files = self.clone();
+        let watched = [
+            self.cert.as_ref(),
+            self.key.as_ref(),
+            self.trusted_ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let reloading = Reloading::new(what, watched, move || files.build())?;
+        Ok(ClientTls::from_fn(move || reloading.current()))
+    }
+
+    fn build(&self) -> Result<ClientConfig, String> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = if self.skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verify::AnyServer::new(provider())))
+        } else {
+            let roots = match &self.trusted_ca {
+                Some(ca) => read_roots(ca)?,
+                None => system_roots(),
+            };
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+                .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err("a client certificate needs both its cert file and its key file".into())
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
+}
+
+fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a CA certificate: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read a CRL from {}: {e}", path.display()))
+}
+
+/// The operating system's trusted roots, as Go's client uses when given no CA file.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    roots
+}
+
+/// What identifies a file's content cheaply: a rotation by rename changes the inode, one in
+/// place the modification time or the size.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
+    paths
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len(), meta.ino()))
+        })
+        .collect()
+}
+
+/// A configuration built from files, rebuilt when they change.
+struct Reloading<T> {
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    build: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
+    state: Mutex<Loaded<T>>,
+}
+
+struct Loaded<T> {
+    /// The files as they were when `current` was built, or when a rebuild last failed (so
+    /// that a bad file is reported once, not at every handshake).
+    stamps: Vec<Stamp>,
+    current: Arc<T>,
+}
+
+impl<T> Reloading<T> {
+    fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        build: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+    ) -> Result<Reloading<T>, String> {
+        let stamps = stamps(&paths);
+        let current = Arc::new(build().map_err(|e| format!("{what} TLS: {e}"))?);
+        Ok(Reloading {
+            what,
+            paths,
+            build: Box::new(build),
+            state: Mutex::new(Loaded { stamps, current }),
+        })
+    }
+
+    fn current(&self) -> Arc<T> {
+        let now = stamps(&self.paths);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if now != state.stamps {
+            state.stamps = now;
+            match (self.build)() {
+                Ok(config) => {
+                    state.current = Arc::new(config);
+                    eprintln!("etcd: {} TLS: certificate files changed; reloaded", self.what);
+                }
+                Err(why) => eprintln!(
+                    "etcd: {} TLS: certificate files changed but cannot be used ({why}); keeping the previous ones",
+                    self.what
+                ),
+            }
+        }
+        Arc::clone(&state.current)
+    }
+}

@@ -1,0 +1,128 @@
+//! TLS for the client and peer listeners and for every outgoing connection, on rustls (ring's
+//! cryptography; no OpenSSL).
+//!
+//! The acceptor and the connector (`crate::net`) see only [`ServerTls`] and [`ClientTls`]: a
+//! source of the rustls configuration to use for the *next* handshake. Where that comes from is
+//! decided where the process is assembled: certificate files that are re-read when they change
+//! ([`files`], so certificates rotate without a restart), or certificates generated into the
+//! data dir ([`auto`], etcd 3.x's `--auto-tls`).
+
+pub mod auto;
+pub mod files;
+mod verify;
+
+use std::sync::Arc;
+
+pub use files::{ClientFiles, ServerFiles};
+
+/// Where a TLS listener takes the configuration for each new handshake from.
+#[derive(Clone)]
+pub struct ServerTls(Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>);
+
+impl ServerTls {
+    /// One configuration for ever.
+    pub fn fixed(config: rustls::ServerConfig) -> ServerTls {
+        let config = Arc::new(config);
+        ServerTls(Arc::new(move || Arc::clone(&config)))
+    }
+
+    /// A configuration `current` gives anew for each handshake.
+    pub fn from_fn(
+        current: impl Fn() -> Arc<rustls::ServerConfig> + Send + Sync + 'static,
+    ) -> Self {
+        ServerTls(Arc::new(current))
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from((self.0)())
+    }
+}
+
+/// Where a connection to an `https://` URL takes its configuration from: the roots that
+/// decide whom to trust, and the certificate to show when the server asks for one.
+#[derive(Clone)]
+pub struct ClientTls(Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>);
+
+impl ClientTls {
+    pub fn fixed(config: rustls::ClientConfig) -> ClientTls {
+        let config = Arc::new(config);
+        ClientTls(Arc::new(move || Arc::clone(&config)))
+    }
+
+    pub fn from_fn(
+        current: impl Fn() -> Arc<rustls::ClientConfig> + Send + Sync + 'static,
+    ) -> Self {
+        ClientTls(Arc::new(current))
+    }
+
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from((self.0)())
+    }
+}
+
+/// The cryptography every configuration uses: ring's, chosen explicitly rather than through a
+/// process-wide default, so that nothing depends on which crate installed one first.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Go's words for a handshake that failed, which etcdctl's users and log readers know:
+/// `x509: certificate signed by unknown authority`, `remote error: tls: bad certificate`.
+pub fn describe(error: &std::io::Error) -> String {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return error.to_string();
+    };
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
+    match tls {
+        E::InvalidCertificate(Cert::UnknownIssuer) => {
+            "x509: certificate signed by unknown authority".into()
+        }
+        E::InvalidCertificate(Cert::Expired)
+        | E::InvalidCertificate(Cert::ExpiredContext { .. }) => {
+            "x509: certificate has expired or is not yet valid".into()
+        }
+        E::InvalidCertificate(Cert::NotValidForName)
+        | E::InvalidCertificate(Cert::NotValidForNameContext { .. }) => {
+            "x509: certificate is not valid for the name dialled".into()
+        }
+        E::InvalidCertificate(Cert::Revoked) => "x509: certificate revoked".into(),
+        E::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
+        // The server refused our certificate (or its absence): Go's server says so with one
+        // alert, and etcdctl's users know its words.
+        E::AlertReceived(Alert::BadCertificate | Alert::CertificateRequired | Alert::UnknownCA) => {
+            "remote error: tls: bad certificate".into()
+        }
+        E::InvalidMessage(_) => "tls: first record does not look like a TLS handshake".into(),
+        other => format!("tls: {other}"),
+    }
+}
+
+/// The TLS failure somewhere in `error`'s chain of causes, in Go's words, if there is one: a
+/// refusal of our certificate reaches a TLS 1.3 client only on its first read, as an error of
+/// the HTTP request rather than of the handshake.
+pub fn find_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return Some(describe(io));
+            }
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Whether a client's error line is a TLS failure rather than a failure to connect (etcdctl's
+/// exit status 4, not 2: Go counts only dial and read errors as connection errors).
+pub fn is_failure_text(line: &str) -> bool {
+    line.starts_with("x509: ")
+        || line.starts_with("remote error: tls: ")
+        || line.starts_with("tls: ")
+}

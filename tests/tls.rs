@@ -1,0 +1,459 @@
+//! TLS on real processes: client-certificate authentication, a cluster on peer TLS through the
+//! loss of its leader, certificates rotated while the member runs, generated certificates.
+//! Certificates are made here, per run, with rcgen; none are checked in.
+// Tests of the real world: they start processes, write files and read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, scratch};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+
+/// A CA that signs certificates into files.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), issuer.pem()).unwrap();
+        Ca {
+            issuer,
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn cert_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.pem", self.name))
+    }
+
+    /// A certificate for localhost and 127.0.0.1, good for serving and for dialling, written
+    /// as `<file>.pem` and `<file>.key`.
+    fn issue(&self, file: &str) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, file);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn etcd(args: &[String]) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_etcd"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("etcd starts"),
+    )
+}
+
+fn etcdctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etcdctl"))
+        .args(args)
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .output()
+        .expect("etcdctl runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// etcdctl with a client certificate and the CA, against `endpoint`.
+fn ctl_as(endpoint: &str, ca: &Path, cert: (&Path, &Path), args: &[&str]) -> Output {
+    let mut all = vec![
+        "--endpoints",
+        endpoint,
+        "--ca-file",
+        path(ca),
+        "--cert-file",
+        path(cert.0),
+        "--key-file",
+        path(cert.1),
+    ];
+    all.extend_from_slice(args);
+    etcdctl(&all)
+}
+
+#[test]
+fn client_cert_auth_refuses_strangers_at_the_handshake_and_serves_holders() {
+    let dir = scratch("tls-client-auth");
+    let ca = Ca::new(&dir, "ca");
+    let other = Ca::new(&dir, "other-ca");
+    let (server_cert, server_key) = ca.issue("server");
+    let (client_cert, client_key) = ca.issue("client");
+    let (stranger_cert, stranger_key) = other.issue("stranger");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("https://127.0.0.1:{client}");
+    let _member = etcd(&[
+        "--name=m".into(),
+        format!("--data-dir={}", dir.join("m").display()),
+        format!("--listen-client-urls={endpoint}"),
+        format!("--advertise-client-urls={endpoint}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
+        format!("--cert-file={}", server_cert.display()),
+        format!("--key-file={}", server_key.display()),
+        "--client-cert-auth".into(),
+        format!("--trusted-ca-file={}", ca.cert_file().display()),
+    ]);
+    let good = (client_cert.as_path(), client_key.as_path());
+    wait_for("the member to serve TLS", || {
+        ctl_as(&endpoint, &ca.cert_file(), good, &["set", "/a", "1"])
+            .status
+            .success()
+    });
+    let got = ctl_as(&endpoint, &ca.cert_file(), good, &["get", "/a"]);
+    assert_eq!(text(&got), "1\n");
+    let listed = ctl_as(&endpoint, &ca.cert_file(), good, &["member", "list"]);
+    assert!(
+        text(&listed).contains(&format!("clientURLs={endpoint}")),
+        "{}",
+        text(&listed)
+    );
+
+    // No certificate, or one from another CA: refused at the handshake, in etcdctl's words
+    // and with its status (4, as etcd 3.4's etcdctl gives).
+    let bare = etcdctl(&[
+        "--endpoints",
+        &endpoint,
+        "--ca-file",
+        path(&ca.cert_file()),
+        "get",
+        "/a",
+    ]);
+    assert_eq!(bare.status.code(), Some(4), "{}", text(&bare));
+    assert!(
+        text(&bare).contains("remote error: tls: bad certificate"),
+        "{}",
+        text(&bare)
+    );
+    let stranger = (stranger_cert.as_path(), stranger_key.as_path());
+    let refused = ctl_as(&endpoint, &ca.cert_file(), stranger, &["get", "/a"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("remote error: tls: bad certificate"),
+        "{}",
+        text(&refused)
+    );
+    // A server this client cannot verify.
+    let untrusted = ctl_as(&endpoint, &other.cert_file(), good, &["get", "/a"]);
+    assert_eq!(untrusted.status.code(), Some(4), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).contains("x509: certificate signed by unknown authority"),
+        "{}",
+        text(&untrusted)
+    );
+    // Plain HTTP to the TLS port gets no answer from the store, and the member goes on.
+    let plain = common::http("GET", client, "/v2/keys/a", "");
+    assert!(plain.is_none_or(|r| !r.body.contains("\"value\":\"1\"")));
+    let again = ctl_as(&endpoint, &ca.cert_file(), good, &["get", "/a"]);
+    assert_eq!(text(&again), "1\n");
+}
+
+#[test]
+fn an_https_url_without_a_certificate_does_not_start() {
+    let dir = scratch("tls-no-cert");
+    let client = free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args([
+            format!("--data-dir={}", dir.join("m").display()),
+            format!("--listen-client-urls=https://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+        ])
+        .output()
+        .expect("etcd runs");
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("must be provided for client url https://127.0.0.1"),
+        "{}",
+        text(&output)
+    );
+    assert!(!dir.join("m").exists(), "a refused start left a data dir");
+}
+
+/// Three members on peer TLS with peer client-cert auth, clients on TLS too.
+fn tls_member(dir: &Path, ca: &Ca, i: usize, ports: &[(u16, u16)], cluster: &str) -> Process {
+    let (cert, key) = (dir.join("member.pem"), dir.join("member.key"));
+    let (client, peer) = ports[i];
+    etcd(&[
+        format!("--name=m{i}"),
+        format!("--data-dir={}", dir.join(format!("m{i}")).display()),
+        format!("--listen-client-urls=https://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+        format!("--initial-cluster={cluster}"),
+        "--heartbeat-interval=50".into(),
+        "--election-timeout=500".into(),
+        format!("--cert-file={}", cert.display()),
+        format!("--key-file={}", key.display()),
+        format!("--trusted-ca-file={}", ca.cert_file().display()),
+        format!("--peer-cert-file={}", cert.display()),
+        format!("--peer-key-file={}", key.display()),
+        "--peer-client-cert-auth".into(),
+        format!("--peer-trusted-ca-file={}", ca.cert_file().display()),
+    ])
+}
+
+#[test]
+fn a_cluster_on_peer_tls_forms_replicates_and_elects_after_kill_9_of_its_leader() {
+    let dir = scratch("tls-peers");
+    let ca = Ca::new(&dir, "ca");
+    ca.issue("member");
+    let (client_cert, client_key) = ca.issue("client");
+    let good = (client_cert.as_path(), client_key.as_path());
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=https://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members: Vec<Option<Process>> = (0..3)
+        .map(|i| Some(tls_member(&dir, &ca, i, &ports, &cluster)))
+        .collect();
+    let endpoint = |i: usize| format!("https://127.0.0.1:{}", ports[i].0);
+    let ca_file = ca.cert_file();
+    wait_for("a write through member 0", || {
+        ctl_as(&endpoint(0), &ca_file, good, &["set", "/k", "v1"])
+            .status
+            .success()
+    });
+    // A peer that shows no certificate, or one another CA signed, is refused; a member's is
+    // taken.
+    let other = Ca::new(&dir, "other-ca");
+    let (stranger_cert, stranger_key) = other.issue("stranger");
+    let peer_url = format!("https://127.0.0.1:{}/members", ports[0].1);
+    assert!(peer_members(&peer_url, &ca_file, None).is_err());
+    assert!(peer_members(&peer_url, &ca_file, Some((&stranger_cert, &stranger_key))).is_err());
+    let member_cert = (dir.join("member.pem"), dir.join("member.key"));
+    let answer = peer_members(&peer_url, &ca_file, Some((&member_cert.0, &member_cert.1)));
+    assert_eq!(answer, Ok(200));
+
+    // Replicated: member 2 serves it (a quorum read goes through the leader over peer TLS).
+    let read = ctl_as(&endpoint(2), &ca_file, good, &["get", "--quorum", "/k"]);
+    assert_eq!(text(&read), "v1\n");
+
+    let leader = (0..3)
+        .find(|&i| {
+            text(&ctl_as(&endpoint(i), &ca_file, good, &["member", "list"]))
+                .lines()
+                .any(|l| l.contains(&format!("name=m{i} ")) && l.contains("isLeader=true"))
+        })
+        .expect("a leader");
+    members[leader] = None;
+    let survivor = (leader + 1) % 3;
+    wait_for("a write after the leader is gone", || {
+        ctl_as(
+            &endpoint(survivor),
+            &ca_file,
+            good,
+            &["--no-sync", "set", "/k", "v2"],
+        )
+        .status
+        .success()
+    });
+    let other = 3 - leader - survivor;
+    let read = ctl_as(
+        &endpoint(other),
+        &ca_file,
+        good,
+        &["--no-sync", "get", "--quorum", "/k"],
+    );
+    assert_eq!(text(&read), "v2\n");
+    drop(members);
+}
+
+/// A GET of a peer URL through the project's connector, showing `cert` if given; the status.
+fn peer_members(url: &str, ca: &Path, cert: Option<(&PathBuf, &PathBuf)>) -> Result<u16, String> {
+    use http_body_util::Empty;
+    let files = etcd::tls::ClientFiles {
+        cert: cert.map(|c| c.0.clone()),
+        key: cert.map(|c| c.1.clone()),
+        trusted_ca: Some(ca.to_owned()),
+        skip_verify: false,
+    };
+    let connector = etcd::net::Connector::with_tls(files.load("test")?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let host = etcd::runtime::TokioHost::new();
+        let uri: hyper::Uri = url.parse().unwrap();
+        let mut sender = connector
+            .dial::<_, Empty<bytes::Bytes>>(&host, &uri, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = hyper::Request::get(uri.path())
+            .header("Host", uri.authority().unwrap().as_str())
+            .body(Empty::new())
+            .unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
+    })
+}
+
+#[test]
+fn certificates_rotate_without_a_restart() {
+    let dir = scratch("tls-rotation");
+    let old = Ca::new(&dir, "old-ca");
+    let (server_cert, server_key) = old.issue("server");
+    let (client_cert, client_key) = old.issue("client");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("https://127.0.0.1:{client}");
+    let _member = etcd(&[
+        "--name=m".into(),
+        format!("--data-dir={}", dir.join("m").display()),
+        format!("--listen-client-urls={endpoint}"),
+        format!("--advertise-client-urls={endpoint}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
+        format!("--cert-file={}", server_cert.display()),
+        format!("--key-file={}", server_key.display()),
+    ]);
+    let good = (client_cert.as_path(), client_key.as_path());
+    wait_for("the member to serve TLS", || {
+        ctl_as(&endpoint, &old.cert_file(), good, &["set", "/a", "1"])
+            .status
+            .success()
+    });
+
+    // The operator replaces the files in place with ones from a new CA.
+    let new = Ca::new(&dir, "new-ca");
+    let (fresh_cert, fresh_key) = new.issue("fresh");
+    std::fs::copy(&fresh_cert, &server_cert).unwrap();
+    std::fs::copy(&fresh_key, &server_key).unwrap();
+
+    wait_for("the new certificate to be served", || {
+        let got = ctl_as(
+            &endpoint,
+            &new.cert_file(),
+            good,
+            &["--no-sync", "get", "/a"],
+        );
+        text(&got) == "1\n"
+    });
+    let stale = ctl_as(
+        &endpoint,
+        &old.cert_file(),
+        good,
+        &["--no-sync", "get", "/a"],
+    );
+    assert_eq!(stale.status.code(), Some(4), "{}", text(&stale));
+    assert!(text(&stale).contains("x509: certificate signed by unknown authority"));
+}
+
+#[test]
+fn auto_tls_serves_generated_certificates_and_keeps_them() {
+    let dir = scratch("tls-auto");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("https://127.0.0.1:{client}");
+    let args = vec![
+        "--name=m".into(),
+        format!("--data-dir={}", dir.join("m").display()),
+        format!("--listen-client-urls={endpoint}"),
+        format!("--advertise-client-urls={endpoint}"),
+        format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+        format!("--initial-cluster=m=https://127.0.0.1:{peer}"),
+        "--auto-tls".into(),
+        "--peer-auto-tls".into(),
+    ];
+    let member = etcd(&args);
+    let insecure = |args: &[&str]| {
+        let mut all = vec![
+            "--endpoints",
+            endpoint.as_str(),
+            "--insecure-skip-tls-verify",
+        ];
+        all.extend_from_slice(args);
+        etcdctl(&all)
+    };
+    wait_for("the member to serve TLS", || {
+        insecure(&["set", "/a", "1"]).status.success()
+    });
+    let verified = etcdctl(&["--endpoints", &endpoint, "get", "/a"]);
+    assert!(
+        !verified.status.success(),
+        "a self-signed certificate was trusted"
+    );
+    let cert = dir.join("m/fixtures/client/cert.pem");
+    let first = std::fs::read(&cert).expect("the certificate is in the data dir");
+    assert!(dir.join("m/fixtures/peer/cert.pem").exists());
+    drop(member);
+    let _member = etcd(&args);
+    wait_for("the restarted member", || {
+        text(&insecure(&["get", "/a"])) == "1\n"
+    });
+    assert_eq!(
+        std::fs::read(&cert).unwrap(),
+        first,
+        "the certificate changed on restart"
+    );
+}
