@@ -14,7 +14,7 @@ use etcd::config::Config;
 use etcd::node::{Node, Role};
 use etcd::runtime::sim::SimHost;
 use etcd::runtime::{Delay, DiskOp, SimDisk};
-use etcd::server::{Listeners, MemberRuntime, Server};
+use etcd::server::{Listeners, MemberRuntime, Security, Server};
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 
@@ -30,6 +30,8 @@ pub struct Options {
     pub unsafe_skip_fsync: bool,
     pub snapshot_count: u64,
     pub strict_reconfig_check: bool,
+    /// Clients and peers on TLS (`https://` URLs, peers authenticated by certificate).
+    pub tls: bool,
 }
 
 pub const CLIENT_PORT: u16 = 2379;
@@ -42,12 +44,13 @@ pub fn name(n: u64) -> String {
     format!("member-{n}")
 }
 
-pub fn peer_url(n: u64) -> String {
-    format!("http://{}:{PEER_PORT}", name(n))
-}
-
-pub fn client_url(n: u64) -> String {
-    format!("http://{}:{CLIENT_PORT}", name(n))
+/// `http` or, with TLS, `https`.
+pub fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// What every copy of the cluster shares: the machines, which members they run, which of
@@ -100,7 +103,7 @@ impl Cluster {
             registry: Arc::default(),
         };
         let initial: Vec<(String, String)> = (1..=options.members)
-            .map(|n| (name(n), peer_url(n)))
+            .map(|n| (name(n), cluster.peer_url(n)))
             .collect();
         for n in 1..=options.members {
             let config = cluster.config(n, &initial, true);
@@ -142,10 +145,13 @@ impl Cluster {
             "etcd".to_owned(),
             format!("--name={}", name(n)),
             "--data-dir=/data".to_owned(),
-            format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
-            format!("--advertise-client-urls={}", client_url(n)),
-            format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
-            format!("--initial-advertise-peer-urls={}", peer_url(n)),
+            format!(
+                "--listen-client-urls={}://0.0.0.0:{CLIENT_PORT}",
+                self.scheme()
+            ),
+            format!("--advertise-client-urls={}", self.client_url(n)),
+            format!("--listen-peer-urls={}://0.0.0.0:{PEER_PORT}", self.scheme()),
+            format!("--initial-advertise-peer-urls={}", self.peer_url(n)),
             format!("--initial-cluster={cluster}"),
             format!(
                 "--initial-cluster-state={}",
@@ -160,6 +166,21 @@ impl Cluster {
         ];
         if self.options.unsafe_skip_fsync {
             args.push("--unsafe-no-fsync".to_owned());
+        }
+        if self.options.tls {
+            // The flags an operator gives; the simulator never reads these paths, it hands the
+            // member its certificates in memory (`tls::material`).
+            args.extend(
+                [
+                    "--cert-file=/tls/member.pem",
+                    "--key-file=/tls/member.key",
+                    "--peer-cert-file=/tls/member.pem",
+                    "--peer-key-file=/tls/member.key",
+                    "--peer-client-cert-auth",
+                    "--peer-trusted-ca-file=/tls/ca.pem",
+                ]
+                .map(str::to_owned),
+            );
         }
         let mut config = Config::from_args(args)
             .expect("the simulator's flags parse")
@@ -231,7 +252,7 @@ impl Cluster {
                 (name(n), self.peer_url_at(id, self.peer_port(id)))
             })
             .collect();
-        initial.push((name(n), peer_url(n)));
+        initial.push((name(n), self.peer_url(n)));
         let config = self.config(n, &initial, false);
         self.boot(n, id, config, Duration::ZERO);
     }
@@ -266,7 +287,20 @@ impl Cluster {
 
     /// The peer URL member `id` has when it listens on `port`.
     pub fn peer_url_at(&self, id: u64, port: u16) -> String {
-        format!("http://{}:{port}", name(self.machine(id).n))
+        format!("{}://{}:{port}", self.scheme(), name(self.machine(id).n))
+    }
+
+    fn scheme(&self) -> &'static str {
+        scheme(self.options.tls)
+    }
+
+    /// Where member number `n` listens for peers at first.
+    pub fn peer_url(&self, n: u64) -> String {
+        format!("{}://{}:{PEER_PORT}", self.scheme(), name(n))
+    }
+
+    pub fn client_url(&self, n: u64) -> String {
+        format!("{}://{}:{CLIENT_PORT}", self.scheme(), name(n))
     }
 
     /// The port member `id` listens on for peers (from its next start, if it was just moved).
@@ -286,7 +320,10 @@ impl Cluster {
         let machine = &registry.machines[&id];
         let mut config = machine.config.lock().unwrap_or_else(|e| e.into_inner());
         config.listen_peer_urls =
-            vec![etcd::config::Url::parse(&format!("http://0.0.0.0:{port}")).expect("a valid URL")];
+            vec![
+                etcd::config::Url::parse(&format!("{}://0.0.0.0:{port}", self.scheme()))
+                    .expect("a valid URL"),
+            ];
         config.advertise_peer_urls = vec![url.clone()];
         url
     }
@@ -338,7 +375,7 @@ impl Cluster {
 
     /// The client URL of member `id`.
     pub fn client_url_of(&self, id: u64) -> String {
-        client_url(self.machine(id).n)
+        self.client_url(self.machine(id).n)
     }
 
     /// The client URLs of the cluster's members.
@@ -347,7 +384,7 @@ impl Cluster {
         registry
             .members
             .iter()
-            .map(|id| client_url(registry.machines[id].n))
+            .map(|id| self.client_url(registry.machines[id].n))
             .collect()
     }
 
@@ -530,7 +567,17 @@ async fn run_member(
     registry: Arc<Mutex<Registry>>,
 ) {
     let refused_before = disk.refused_count();
-    let started = match Listeners::bind(&host, &config, &Default::default()).await {
+    let security = if config.peer_tls.cert.is_some() {
+        let tls = crate::tls::material();
+        Security {
+            clients: Some(tls.clients.clone()),
+            peers: Some(tls.peers.clone()),
+            peer_dialer: tls.peer_dialer.clone(),
+        }
+    } else {
+        Security::default()
+    };
+    let started = match Listeners::bind(&host, &config, &security).await {
         Ok(listeners) => Server::start(config, host, disk.clone(), listeners).await,
         Err(e) => Err(e),
     };

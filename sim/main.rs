@@ -20,6 +20,7 @@ mod scenarios;
 mod seeds;
 mod store_replay;
 mod timeline_file;
+mod tls;
 mod ttl;
 mod versions;
 mod workload;

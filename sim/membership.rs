@@ -51,6 +51,7 @@ fn run(seed: u64) -> Tally {
             unsafe_skip_fsync: false,
             snapshot_count: 50,
             strict_reconfig_check: true,
+            tls: false,
         };
         let cluster = Cluster::start_settled(&options).await;
 
@@ -344,6 +345,7 @@ fn the_survivor_of_a_leader_removing_itself_takes_over() {
                 unsafe_skip_fsync: false,
                 snapshot_count: 1_000,
                 strict_reconfig_check: true,
+                tls: false,
             };
             let cluster = Cluster::start_settled(&options).await;
             let leader_id = cluster.leader().expect("a leader");

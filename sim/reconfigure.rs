@@ -15,7 +15,7 @@ use etcd::membership::{format_id, parse_id};
 use etcd::runtime::sim::SimHost;
 use madsim::rand::Rng;
 
-use crate::cluster::{peer_url, Cluster, PEER_PORT};
+use crate::cluster::{Cluster, PEER_PORT};
 use crate::workload;
 
 /// Makes one membership change; says what it did, for the fault log.
@@ -124,7 +124,7 @@ async fn add_one(cluster: &Cluster, client: &mut Client<SimHost>, done: &mut Vec
     let n = (100..)
         .find(|&n| !cluster.has_machine(n))
         .expect("a free name");
-    match members::add(client, &[peer_url(n)]).await {
+    match members::add(client, &[cluster.peer_url(n)]).await {
         Ok(member) => {
             let id = parse_id(&member.id).expect("the cluster names members in hex");
             cluster.join_as(n, id);
@@ -227,9 +227,9 @@ pub async fn reconcile(cluster: &Cluster, client: &mut Client<SimHost>) -> Vec<S
     done
 }
 
-/// The machine number and port of a peer URL `http://member-<n>:<port>`.
+/// The machine number and port of a peer URL `http(s)://member-<n>:<port>`.
 fn machine_of(url: &str) -> Option<(u64, u16)> {
-    let rest = url.strip_prefix("http://member-")?;
+    let rest = url.split_once("://member-")?.1;
     let (n, port) = rest.split_once(':')?;
     Some((n.parse().ok()?, port.parse().ok()?))
 }

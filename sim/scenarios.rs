@@ -15,6 +15,7 @@ pub fn plan(members: u64) -> Plan {
             unsafe_skip_fsync: false,
             snapshot_count: 40,
             strict_reconfig_check: true,
+            tls: false,
         },
         clients: 4,
         duration: Duration::from_secs(20),
@@ -29,14 +30,14 @@ fn must_pass(seed: u64, plan: &Plan) -> crate::run::Report {
 /// Runs the scenario's seeds and prints what they covered (shown with `--nocapture`).
 // Wall-clock time here measures the simulator itself, not the simulated cluster.
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
-fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
+fn run_seeds(name: &str, seed_base: u64, default_runs: u64, plan: &Plan) {
     use std::sync::Mutex;
     let wall = std::time::Instant::now();
     let checking = crate::run::checking_wall_time();
     let totals = Mutex::new((0u64, Duration::ZERO, 0usize, 0usize));
     let kinds = Mutex::new(std::collections::BTreeMap::<String, usize>::new());
     let op_kinds = Mutex::new(std::collections::BTreeMap::<String, Tally>::new());
-    let outcome = for_each_seed(name, 100, |seed| {
+    let outcome = for_each_seed(name, default_runs, |seed| {
         let report = must_pass(seed_base + seed, plan);
         let mut t = totals.lock().unwrap();
         t.0 += 1;
@@ -83,13 +84,23 @@ fn run_seeds(name: &str, seed_base: u64, plan: &Plan) {
 #[test]
 fn three_members_under_faults_stay_linearizable_and_durable() {
     let name = "three_members_under_faults_stay_linearizable_and_durable";
-    run_seeds(name, 0, &plan(3));
+    run_seeds(name, 0, 100, &plan(3));
 }
 
 #[test]
 fn five_members_under_faults_stay_linearizable_and_durable() {
     let name = "five_members_under_faults_stay_linearizable_and_durable";
-    run_seeds(name, 1_000_000, &plan(5));
+    run_seeds(name, 1_000_000, 100, &plan(5));
+}
+
+/// The same faulted workload with clients and peers on TLS: the production acceptor and
+/// connector over simulated TCP, every peer link authenticated by certificate both ways.
+#[test]
+fn three_members_on_tls_stay_linearizable_and_durable() {
+    let name = "three_members_on_tls_stay_linearizable_and_durable";
+    let mut plan = plan(3);
+    plan.options.tls = true;
+    run_seeds(name, 2_000_000, 30, &plan);
 }
 
 #[test]
@@ -122,6 +133,13 @@ fn a_seed_runs_the_same_after_other_seeds() {
         crate::run::simulate(plan(5))
             .await
             .map(|report| report.trace)
+    })
+    .expect("the seed passes");
+    // TLS draws its randomness outside madsim; the run must not depend on it.
+    madsim::runtime::Runtime::check_determinism(2_000_001, madsim::Config::default(), || async {
+        let mut plan = plan(3);
+        plan.options.tls = true;
+        crate::run::simulate(plan).await.map(|report| report.trace)
     })
     .expect("the seed passes");
 }
@@ -166,6 +184,7 @@ async fn one_member_left_behind(
         unsafe_skip_fsync: false,
         snapshot_count: 40,
         strict_reconfig_check: true,
+        tls: false,
     };
     let cluster = crate::cluster::Cluster::start_settled(&options).await;
     let behind = cluster.ids()[2];
@@ -258,6 +277,7 @@ fn concurrent_writes_share_fsyncs() {
             unsafe_skip_fsync: false,
             snapshot_count: 10_000,
             strict_reconfig_check: true,
+            tls: false,
         };
         let cluster = Cluster::start_settled(&options).await;
         let only = cluster.ids()[0];
@@ -310,6 +330,7 @@ fn adding_unstarted_members_wedges_the_cluster_unless_the_check_refuses() {
                 unsafe_skip_fsync: false,
                 snapshot_count: 1_000,
                 strict_reconfig_check: strict,
+                tls: false,
             };
             let cluster = Cluster::start_settled(&options).await;
             let leader = cluster
@@ -387,6 +408,7 @@ fn one_started_member_may_grow_to_two_and_starting_it_restores_writes() {
             unsafe_skip_fsync: false,
             snapshot_count: 1_000,
             strict_reconfig_check: true,
+            tls: false,
         };
         let cluster = Cluster::start_settled(&options).await;
         let first = cluster.member(cluster.ids()[0]).expect("member 1 runs");

@@ -83,13 +83,18 @@ pub fn connect(cluster: &Cluster) -> Client<SimHost> {
 }
 
 pub fn connect_to(endpoints: Vec<String>) -> Client<SimHost> {
+    let connector = if endpoints.iter().any(|e| e.starts_with("https://")) {
+        crate::tls::material().client_dialer.clone()
+    } else {
+        etcd::net::Connector::plain()
+    };
     let config = etcd::client::Config {
         endpoints,
         dial_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(10),
         debug: false,
         credentials: None,
-        connector: etcd::net::Connector::plain(),
+        connector,
     };
     Client::on(SimHost::new(Duration::ZERO), config).expect("the members' URLs are valid")
 }

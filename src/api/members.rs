@@ -65,9 +65,9 @@ fn peer_url(text: &str) -> Result<String, String> {
             "URL scheme must be http, https, unix, or unixs: {text}"
         ));
     }
-    if scheme != "http" {
+    if scheme.starts_with("unix") {
         return Err(format!(
-            "URL scheme {scheme} is not supported yet (TLS and unix sockets): {text}"
+            "URL scheme {scheme} is not supported yet (unix sockets): {text}"
         ));
     }
     let rest = &text[scheme.len() + 3..];
@@ -224,5 +224,18 @@ async fn answer<R: Runtime>(
             response.headers_mut().remove("Allow");
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_peer_urls;
+
+    #[test]
+    fn https_peer_urls_are_taken_and_unix_sockets_refused() {
+        let taken = parse_peer_urls(br#"{"peerURLs":["https://10.0.0.1:2380"]}"#);
+        assert_eq!(taken, Ok(vec!["https://10.0.0.1:2380".to_owned()]));
+        let refused = parse_peer_urls(br#"{"peerURLs":["unixs://m:2380"]}"#);
+        assert!(refused.unwrap_err().contains("unix sockets"));
     }
 }

@@ -10,6 +10,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::prefixed::Prefixed;
 use super::{Body, HostTimer};
 use crate::runtime::{timeout, Host, Listener};
 use crate::tls::ServerTls;
@@ -99,7 +102,17 @@ pub async fn serve<H, S, F>(
                 let (acceptor, http, what, clock) =
                     (tls.acceptor(), http.clone(), limit.what, host.clone());
                 host.spawn(async move {
-                    let stream = match timeout(&clock, HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake = async {
+                        let (head, mut stream) = read_head(stream).await?;
+                        if looks_like_http(&head) {
+                            // Go's answer to plain HTTP on a TLS port, which curl shows.
+                            let _ = stream.write_all(HTTP_ON_TLS_PORT).await;
+                            let _ = stream.shutdown().await;
+                            return Err(std::io::Error::other("client sent an HTTP request to an HTTPS server"));
+                        }
+                        acceptor.accept(Prefixed::new(head, stream)).await
+                    };
+                    let stream = match timeout(&clock, HANDSHAKE_TIMEOUT, handshake).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             REFUSALS.note(&clock, || format!("rejected {what} connection from {from}: {}", crate::tls::describe(&e)));
@@ -116,6 +129,22 @@ pub async fn serve<H, S, F>(
             }
         }
     }
+}
+
+/// What Go's server writes to a plain HTTP request on a TLS port before closing it.
+const HTTP_ON_TLS_PORT: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The first five bytes of a connection: a TLS record header, or the start of an HTTP request.
+async fn read_head<S: AsyncRead + Unpin>(mut stream: S) -> std::io::Result<(Vec<u8>, S)> {
+    let mut head = vec![0u8; 5];
+    stream.read_exact(&mut head).await?;
+    Ok((head, stream))
+}
+
+/// Go's test for a plain HTTP request where a TLS handshake was expected.
+fn looks_like_http(head: &[u8]) -> bool {
+    [&b"GET /"[..], b"HEAD ", b"POST ", b"PUT /", b"OPTIO"].contains(&head)
 }
 
 /// Refused handshakes, logged each but at most [`Refusals::BURST`] a minute per process, so

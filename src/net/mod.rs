@@ -7,6 +7,7 @@
 
 mod acceptor;
 mod connector;
+mod prefixed;
 mod timer;
 
 use std::convert::Infallible;
