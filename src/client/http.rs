@@ -107,6 +107,10 @@ pub(super) async fn send<H: Host>(
         if let Some(tls) = crate::tls::find_failure(e.error()) {
             return Failure::NotSent(tls);
         }
+        if e.error().is_parse() {
+            // Not HTTP at all (a TLS port dialled as http://): Go's words.
+            return Failure::NotSent("malformed HTTP response".into());
+        }
         let why = format!("{endpoint}: {}", e.error());
         if e.message().is_some() {
             Failure::NotSent(why)

@@ -58,7 +58,7 @@ impl ClientError {
     pub fn is_connection(&self) -> bool {
         match self {
             ClientError::Cluster(errors) | ClientError::Unreachable(errors) => {
-                !errors.iter().any(|e| crate::tls::is_failure_text(e))
+                !errors.iter().any(|e| not_a_connection_error(e))
             }
             _ => false,
         }
@@ -301,6 +301,14 @@ impl<H: Host> Client<H> {
             Err(ClientError::Unreachable(errors))
         }
     }
+}
+
+/// Go counts only failures to dial or read as connection errors (etcdctl's status 2); a TLS
+/// failure, a connection closed at once (`EOF`) or an answer that is not HTTP is status 4.
+fn not_a_connection_error(line: &str) -> bool {
+    crate::tls::is_failure_text(line)
+        || line == "EOF"
+        || line.starts_with("malformed HTTP response")
 }
 
 fn refused_for_no_space(reply: &http::Reply) -> bool {

@@ -421,7 +421,8 @@ fn command_flag(command: &clap::Command, token: &str) -> (String, bool, bool) {
         a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
     });
     if let Some(arg) = by_long {
-        let takes_value = arg.get_action().takes_values();
+        // A Go boolean (`--insecure-skip-tls-verify`) takes a value only as `=value`.
+        let takes_value = arg.get_action().takes_values() && !arg.is_require_equals_set();
         return (format!("--{long}"), takes_value, true);
     }
     let by_short = (!token.starts_with("--") && name.chars().count() == 1)

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::prefixed::Prefixed;
 use super::{Body, HostTimer};
 use crate::runtime::{timeout, Host, Listener};
+use crate::sync::Flag;
 use crate::tls::ServerTls;
 
 /// A connection that is not in the middle of a request and has not sent a whole request head
@@ -58,8 +59,9 @@ pub async fn serve<H, S, F>(
     F: Future<Output = Result<hyper::Response<Body>, Infallible>> + Send + 'static,
 {
     let open = Arc::new(tokio::sync::Semaphore::new(limit.max));
-    let mut last_refusal_logged: Option<Duration> = None;
-    let mut refused = 0u64;
+    let mut at_limit = (None, 0u64);
+    let handshakes = Arc::new(Handshakes::default());
+    let refusals = Arc::new(Refusals::default());
     let mut http = http1::Builder::new();
     http.timer(HostTimer::new(host.clone()))
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -74,66 +76,136 @@ pub async fn serve<H, S, F>(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            drop(stream);
-            refused += 1;
-            let now = host.elapsed();
-            if last_refusal_logged.is_none_or(|at| now >= at + Duration::from_secs(10)) {
-                last_refusal_logged = Some(now);
-                eprintln!(
-                    "etcd: {} {} connections are open, the most allowed; closing new ones ({refused} so far)",
-                    limit.max, limit.what
-                );
-            }
+        let service = service_fn(service.clone());
+        let Some(tls) = &tls else {
+            let Some(permit) = admit(&open, &mut at_limit, &host, limit) else {
+                continue;
+            };
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            host.spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
             continue;
         };
-        let service = service_fn(service.clone());
-        match &tls {
-            None => {
-                let connection = http.serve_connection(TokioIo::new(stream), service);
-                host.spawn(async move {
-                    let _ = connection.await;
-                    drop(permit);
-                });
-            }
-            Some(tls) => {
-                // The handshake runs in the connection's own task, so that a slow or silent
-                // client holds up nobody else.
-                let (acceptor, http, what, clock) =
-                    (tls.acceptor(), http.clone(), limit.what, host.clone());
-                host.spawn(async move {
-                    let handshake = async {
-                        let (head, mut stream) = read_head(stream).await?;
-                        if looks_like_http(&head) {
-                            // Go's answer to plain HTTP on a TLS port, which curl shows.
-                            let _ = stream.write_all(HTTP_ON_TLS_PORT).await;
-                            let _ = stream.shutdown().await;
-                            return Err(std::io::Error::other("client sent an HTTP request to an HTTPS server"));
-                        }
-                        acceptor.accept(Prefixed::new(head, stream)).await
-                    };
-                    let stream = match timeout(&clock, HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            REFUSALS.note(&clock, || format!("rejected {what} connection from {from}: {}", crate::tls::describe(&e)));
-                            return;
-                        }
-                        Err(()) => {
-                            REFUSALS.note(&clock, || format!("rejected {what} connection from {from}: the TLS handshake did not finish within {HANDSHAKE_TIMEOUT:?}"));
-                            return;
-                        }
+        // The handshake runs in the connection's own task, so that a slow or silent client
+        // holds up nobody else; it holds no connection slot until it is done, and when too
+        // many are pending the oldest is cut short, so that idle sockets cannot crowd out
+        // clients that handshake at once.
+        let cut = handshakes.begin(limit.max);
+        let (acceptor, http, clock) = (tls.acceptor(), http.clone(), host.clone());
+        let (open, handshakes, refusals) = (
+            Arc::clone(&open),
+            Arc::clone(&handshakes),
+            Arc::clone(&refusals),
+        );
+        host.spawn(async move {
+            let handshake = async {
+                let (head, mut stream) = read_head(stream).await?;
+                if looks_like_http(&head) {
+                    // Closed without a word, as etcd 3.4's TLS listener does (no TLS alert
+                    // either), and said in the log.
+                    let _ = stream.shutdown().await;
+                    return Err(std::io::Error::other(
+                        "client sent an HTTP request to an HTTPS server",
+                    ));
+                }
+                acceptor.accept(Prefixed::new(head, stream)).await
+            };
+            let outcome = tokio::select! {
+                biased;
+                () = cut.1.raised() => None,
+                outcome = timeout(&clock, HANDSHAKE_TIMEOUT, handshake) => Some(outcome),
+            };
+            handshakes.end(cut.0);
+            let why = match outcome {
+                Some(Ok(Ok(stream))) => {
+                    let Ok(permit) = open.try_acquire_owned() else {
+                        refusals.note(&clock, || {
+                            format!(
+                                "{} {} connections are open, the most allowed; closing new ones",
+                                limit.max, limit.what
+                            )
+                        });
+                        return;
                     };
                     let _ = http.serve_connection(TokioIo::new(stream), service).await;
                     drop(permit);
-                });
-            }
-        }
+                    return;
+                }
+                Some(Ok(Err(e))) => crate::tls::describe(&e),
+                Some(Err(())) => {
+                    format!("the TLS handshake did not finish within {HANDSHAKE_TIMEOUT:?}")
+                }
+                None => format!(
+                    "{} TLS handshakes were pending, the most allowed; the oldest was cut short",
+                    limit.max
+                ),
+            };
+            refusals.note(&clock, || {
+                format!("rejected {} connection from {from}: {why}", limit.what)
+            });
+        });
     }
 }
 
-/// What Go's server writes to a plain HTTP request on a TLS port before closing it.
-const HTTP_ON_TLS_PORT: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+/// A connection slot for a plain connection, or `None` (the connection is closed, with a log
+/// line now and then) when `limit.max` are open.
+fn admit<H: Host>(
+    open: &Arc<tokio::sync::Semaphore>,
+    at_limit: &mut (Option<Duration>, u64),
+    host: &H,
+    limit: ConnectionLimit,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(open).try_acquire_owned() {
+        return Some(permit);
+    }
+    let (last_logged, refused) = at_limit;
+    *refused += 1;
+    let now = host.elapsed();
+    if last_logged.is_none_or(|at| now >= at + Duration::from_secs(10)) {
+        *last_logged = Some(now);
+        eprintln!(
+            "etcd: {} {} connections are open, the most allowed; closing new ones ({refused} so far)",
+            limit.max, limit.what
+        );
+    }
+    None
+}
+
+/// TLS handshakes in progress, oldest first, each with the flag that cuts it short.
+#[derive(Default)]
+struct Handshakes {
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// The last handshake's number, and the handshakes not yet done by number.
+type Pending = (u64, std::collections::VecDeque<(u64, Arc<Flag>)>);
+
+impl Handshakes {
+    /// Registers a new handshake; when `max` are pending, the oldest is cut short to make
+    /// room. Bounded: never more than `max` entries.
+    fn begin(&self, max: usize) -> (u64, Arc<Flag>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, queue) = &mut *pending;
+        if queue.len() >= max {
+            if let Some((_, oldest)) = queue.pop_front() {
+                oldest.raise();
+            }
+        }
+        *next += 1;
+        let cut = Arc::new(Flag::new());
+        queue.push_back((*next, Arc::clone(&cut)));
+        (*next, cut)
+    }
+
+    fn end(&self, id: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = pending.1.iter().position(|(i, _)| *i == id) {
+            pending.1.remove(at);
+        }
+    }
+}
 
 /// The first five bytes of a connection: a TLS record header, or the start of an HTTP request.
 async fn read_head<S: AsyncRead + Unpin>(mut stream: S) -> std::io::Result<(Vec<u8>, S)> {
@@ -147,16 +219,14 @@ fn looks_like_http(head: &[u8]) -> bool {
     [&b"GET /"[..], b"HEAD ", b"POST ", b"PUT /", b"OPTIO"].contains(&head)
 }
 
-/// Refused handshakes, logged each but at most [`Refusals::BURST`] a minute per process, so
-/// that a flood of bad connections cannot flood the log; the rest are counted in the next line
-/// that is written.
+/// One listener's refused handshakes: each logged, but at most [`Refusals::BURST`] lines a
+/// minute, so that a flood of bad connections cannot flood the log; how many went unlogged is
+/// said when the minute is over.
+#[derive(Default)]
 struct Refusals {
+    /// The minute's start, the lines written in it, and the refusals not written.
     state: std::sync::Mutex<(Option<Duration>, u64, u64)>,
 }
-
-static REFUSALS: Refusals = Refusals {
-    state: std::sync::Mutex::new((None, 0, 0)),
-};
 
 impl Refusals {
     const BURST: u64 = 20;
@@ -166,19 +236,36 @@ impl Refusals {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (window, logged, unlogged) = &mut *state;
         if window.is_none_or(|start| now >= start + Duration::from_secs(60)) {
+            if *unlogged > 0 {
+                eprintln!("etcd: {unlogged} more connections were refused in the last minute without a line each");
+            }
             *window = Some(now);
             *logged = 0;
+            *unlogged = 0;
         }
         if *logged >= Self::BURST {
             *unlogged += 1;
             return;
         }
         *logged += 1;
-        let more = std::mem::take(unlogged);
-        if more > 0 {
-            eprintln!("etcd: {} (and {more} more refused without a line)", line());
-        } else {
-            eprintln!("etcd: {}", line());
-        }
+        eprintln!("etcd: {}", line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Handshakes;
+
+    #[test]
+    fn the_oldest_pending_handshake_makes_room_for_a_new_one() {
+        let handshakes = Handshakes::default();
+        let (first, cut_first) = handshakes.begin(2);
+        let (_, cut_second) = handshakes.begin(2);
+        handshakes.end(first);
+        let (_, cut_third) = handshakes.begin(2);
+        assert!(!cut_first.is_raised() && !cut_second.is_raised());
+        let (_, cut_fourth) = handshakes.begin(2);
+        assert!(cut_second.is_raised(), "the oldest pending was not cut");
+        assert!(!cut_third.is_raised() && !cut_fourth.is_raised());
     }
 }

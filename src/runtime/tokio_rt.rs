@@ -77,7 +77,21 @@ impl Host for TokioHost {
     }
 
     async fn listen(&self, address: &str) -> io::Result<TcpListener> {
-        TcpListener::bind(address).await
+        // Go's listen backlog (the kernel's somaxconn caps it): a burst of connections waits
+        // in the kernel's queue instead of retrying its SYNs for seconds.
+        let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address");
+        for addr in tokio::net::lookup_host(address).await? {
+            let socket = match addr {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            match socket.bind(addr).and_then(|()| socket.listen(4096)) {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     async fn connect(&self, address: &str) -> io::Result<TcpStream> {

@@ -448,6 +448,7 @@ async fn join_cluster<H: Host>(
     let mut failure =
         "--initial-cluster-state existing: no other member in --initial-cluster answered"
             .to_owned();
+    let mut unanswered = std::collections::BTreeMap::<String, String>::new();
     let give_up = host.elapsed() + JOIN_DEADLINE;
     for round in 0..JOIN_ROUNDS {
         if round > 0 {
@@ -457,9 +458,15 @@ async fn join_cluster<H: Host>(
             host.sleep(Duration::from_secs(1)).await;
         }
         for url in &peers {
-            let Ok((cluster_id, members)) = fetch_members(host, dialer, url).await else {
-                continue;
+            let (cluster_id, members) = match fetch_members(host, dialer, url).await {
+                Ok(answer) => answer,
+                Err(why) => {
+                    // As etcd names each peer it could not ask, and why (a TLS refusal, say).
+                    unanswered.insert(url.clone(), why);
+                    continue;
+                }
             };
+            unanswered.remove(url);
             let me = members.iter().find(|m| {
                 let mut theirs = m.peer_urls.clone();
                 theirs.sort();
@@ -475,6 +482,11 @@ async fn join_cluster<H: Host>(
                 }
             }
         }
+    }
+    for (url, why) in &unanswered {
+        failure.push_str(&format!(
+            "; could not get cluster response from {url}: {why}"
+        ));
     }
     Err(failure)
 }

@@ -39,7 +39,8 @@ fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
 pub async fn run(config: Config) -> Result<(), String> {
     let host = TokioHost::new();
     // A data dir in use is refused before anything else; a new one is made only once the
-    // ports are bound, so a start that fails for a port in use leaves nothing behind.
+    // ports are bound, so a start that fails for a port in use leaves nothing behind (but
+    // the certificates `--auto-tls` generates into it first, as etcd does too).
     let existing = config.data_dir.exists();
     let early_lock = existing
         .then(|| lock_data_dir(&config.data_dir))

@@ -21,19 +21,39 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), S
     let mut hosts: Vec<String> = hosts.to_vec();
     hosts.sort();
     hosts.dedup();
-    let generated = rcgen::generate_simple_self_signed(hosts)
-        .map_err(|e| format!("cannot generate a self-signed certificate: {e}"))?;
-    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
-    write_private(&cert_path, generated.cert.pem().as_bytes())?;
+    let failed = |e: rcgen::Error| format!("cannot generate a self-signed certificate: {e}");
+    // As etcd makes its own: organisation etcd, valid for a year, for serving and dialling.
+    let mut params = rcgen::CertificateParams::new(hosts).map_err(failed)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "etcd");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "etcd");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(365);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&key).map_err(failed)?;
+    write_file(
+        &key_path,
+        key.serialize_pem().as_bytes(),
+        crate::runtime::PRIVATE_FILE,
+    )?;
+    write_file(&cert_path, cert.pem().as_bytes(), 0o644)?;
     Ok((cert_path, key_path))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
-        .mode(crate::runtime::PRIVATE_FILE)
+        .mode(mode)
         .open(path)
         .and_then(|mut file| {
             file.write_all(data)

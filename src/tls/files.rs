@@ -59,7 +59,12 @@ impl ServerFiles {
                 let mut verifier =
                     rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
                 if let Some(crl) = &self.crl {
-                    verifier = verifier.with_crls(read_crls(crl)?);
+                    // As Go's check in etcd: only the presented certificate's serial is looked
+                    // up, and a certificate whose issuer the file has no list for is taken.
+                    verifier = verifier
+                        .with_crls(read_crls(crl)?)
+                        .only_check_end_entity_revocation()
+                        .allow_unknown_revocation_status();
                 }
                 builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
             }
@@ -140,7 +145,13 @@ impl ClientFiles {
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot read certificates from {}: {}",
+                path.display(),
+                pem_error(e)
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate", path.display()));
     }
@@ -148,8 +159,13 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        format!(
+            "cannot read a private key from {}: {}",
+            path.display(),
+            pem_error(e)
+        )
+    })
 }
 
 fn read_roots(path: &Path) -> Result<RootCertStore, String> {
@@ -165,7 +181,26 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read a CRL from {}: {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "cannot read a CRL from {}: {}",
+                path.display(),
+                pem_error(e)
+            )
+        })
+}
+
+/// A PEM reader's error in words (the reader's own Debug form lists raw bytes).
+fn pem_error(error: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match error {
+        E::Io(e) => e.to_string(),
+        E::NoItemsFound => "no PEM data found".into(),
+        E::MissingSectionEnd { .. } | E::IllegalSectionStart { .. } | E::Base64Decode(_) => {
+            "tls: failed to find any PEM data in input (damaged or truncated PEM)".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// The operating system's trusted roots, as Go's client uses when given no CA file.

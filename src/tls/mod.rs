@@ -73,6 +73,10 @@ pub fn describe(error: &std::io::Error) -> String {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     else {
+        // The other side closed during the handshake (a plain-HTTP server, say): Go's `EOF`.
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            return "EOF".into();
+        }
         return error.to_string();
     };
     use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
@@ -84,17 +88,39 @@ pub fn describe(error: &std::io::Error) -> String {
         | E::InvalidCertificate(Cert::ExpiredContext { .. }) => {
             "x509: certificate has expired or is not yet valid".into()
         }
-        E::InvalidCertificate(Cert::NotValidForName)
-        | E::InvalidCertificate(Cert::NotValidForNameContext { .. }) => {
+        E::InvalidCertificate(Cert::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            let expected = expected.to_str();
+            let is_ip = expected.parse::<std::net::IpAddr>().is_ok();
+            let presented_ip = presented
+                .iter()
+                .any(|p| p.parse::<std::net::IpAddr>().is_ok());
+            if is_ip && !presented_ip {
+                format!("x509: cannot validate certificate for {expected} because it doesn't contain any IP SANs")
+            } else {
+                format!(
+                    "x509: certificate is valid for {}, not {expected}",
+                    presented.join(", ")
+                )
+            }
+        }
+        E::InvalidCertificate(Cert::NotValidForName) => {
             "x509: certificate is not valid for the name dialled".into()
         }
         E::InvalidCertificate(Cert::Revoked) => "x509: certificate revoked".into(),
         E::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
         // The server refused our certificate (or its absence): Go's server says so with one
         // alert, and etcdctl's users know its words.
-        E::AlertReceived(Alert::BadCertificate | Alert::CertificateRequired | Alert::UnknownCA) => {
-            "remote error: tls: bad certificate".into()
-        }
+        E::AlertReceived(
+            Alert::BadCertificate
+            | Alert::CertificateRequired
+            | Alert::UnknownCA
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked
+            | Alert::UnsupportedCertificate,
+        ) => "remote error: tls: bad certificate".into(),
         E::InvalidMessage(_) => "tls: first record does not look like a TLS handshake".into(),
         other => format!("tls: {other}"),
     }
