@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, scratch};
+use common::{free_port, scratch, wait_for};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -136,17 +136,6 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// etcdctl with a client certificate and the CA, against `endpoint`.
 fn ctl_as(endpoint: &str, ca: &Path, cert: (&Path, &Path), args: &[&str]) -> Output {
     let mut all = vec![
@@ -168,24 +157,11 @@ fn client_cert_auth_refuses_strangers_at_the_handshake_and_serves_holders() {
     let dir = scratch("tls-client-auth");
     let ca = Ca::new(&dir, "ca");
     let other = Ca::new(&dir, "other-ca");
-    let (server_cert, server_key) = ca.issue("server");
+    ca.issue("server");
     let (client_cert, client_key) = ca.issue("client");
     let (stranger_cert, stranger_key) = other.issue("stranger");
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("https://127.0.0.1:{client}");
-    let _member = etcd(&[
-        "--name=m".into(),
-        format!("--data-dir={}", dir.join("m").display()),
-        format!("--listen-client-urls={endpoint}"),
-        format!("--advertise-client-urls={endpoint}"),
-        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-        format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
-        format!("--cert-file={}", server_cert.display()),
-        format!("--key-file={}", server_key.display()),
-        "--client-cert-auth".into(),
-        format!("--trusted-ca-file={}", ca.cert_file().display()),
-    ]);
+    let (_member, endpoint) = auth_member(&dir, &ca.cert_file(), &[]);
+    let client: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let good = (client_cert.as_path(), client_key.as_path());
     wait_for("the member to serve TLS", || {
         ctl_as(&endpoint, &ca.cert_file(), good, &["set", "/a", "1"])
@@ -393,19 +369,7 @@ fn certificates_rotate_without_a_restart() {
     let old = Ca::new(&dir, "old-ca");
     let (server_cert, server_key) = old.issue("server");
     let (client_cert, client_key) = old.issue("client");
-    let (client, peer) = (free_port(), free_port());
-    let endpoint = format!("https://127.0.0.1:{client}");
-    let _member = etcd(&[
-        "--name=m".into(),
-        format!("--data-dir={}", dir.join("m").display()),
-        format!("--listen-client-urls={endpoint}"),
-        format!("--advertise-client-urls={endpoint}"),
-        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-        format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
-        format!("--cert-file={}", server_cert.display()),
-        format!("--key-file={}", server_key.display()),
-    ]);
+    let (_member, endpoint) = single_member(&dir, &[]);
     let good = (client_cert.as_path(), client_key.as_path());
     wait_for("the member to serve TLS", || {
         ctl_as(&endpoint, &old.cert_file(), good, &["set", "/a", "1"])
@@ -487,8 +451,9 @@ fn auto_tls_serves_generated_certificates_and_keeps_them() {
     );
 }
 
-/// One member serving clients on TLS with client-cert auth: its client endpoint.
-fn auth_member(dir: &Path, trusted: &Path, extra: &[String]) -> (Process, String) {
+/// One member serving clients on TLS with `<dir>/server.pem` and `<dir>/server.key`, and
+/// `extra` flags: the process and its client endpoint.
+fn single_member(dir: &Path, extra: &[String]) -> (Process, String) {
     let (client, peer) = (free_port(), free_port());
     let endpoint = format!("https://127.0.0.1:{client}");
     let mut args = vec![
@@ -501,11 +466,19 @@ fn auth_member(dir: &Path, trusted: &Path, extra: &[String]) -> (Process, String
         format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
         format!("--cert-file={}", dir.join("server.pem").display()),
         format!("--key-file={}", dir.join("server.key").display()),
-        "--client-cert-auth".into(),
-        format!("--trusted-ca-file={}", trusted.display()),
     ];
     args.extend_from_slice(extra);
     (etcd(&args), endpoint)
+}
+
+/// `single_member` asking clients for a certificate `trusted` signed.
+fn auth_member(dir: &Path, trusted: &Path, extra: &[String]) -> (Process, String) {
+    let mut flags = vec![
+        "--client-cert-auth".to_owned(),
+        format!("--trusted-ca-file={}", trusted.display()),
+    ];
+    flags.extend_from_slice(extra);
+    single_member(dir, &flags)
 }
 
 #[test]
