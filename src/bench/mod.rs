@@ -71,10 +71,37 @@ pub struct Options {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Verify `https://` members with this CA (the system's roots when absent).
+    #[arg(long)]
+    pub cacert: Option<String>,
+    /// Show this client certificate (with --key) to members that ask for one.
+    #[arg(long)]
+    pub cert: Option<String>,
+    #[arg(long)]
+    pub key: Option<String>,
+    /// How members are dialled, made from the flags above when the run starts.
+    #[arg(skip)]
+    pub connector: Connector,
+}
+
+impl Options {
+    fn make_connector(&self) -> Result<Connector, String> {
+        let files = crate::tls::ClientFiles {
+            cert: self.cert.as_ref().map(Into::into),
+            key: self.key.as_ref().map(Into::into),
+            trusted_ca: self.cacert.as_ref().map(Into::into),
+            skip_verify: false,
+        };
+        if files == crate::tls::ClientFiles::default() && !self.endpoints.contains("https://") {
+            return Ok(Connector::plain());
+        }
+        Ok(Connector::with_tls(files.load("client")?))
+    }
 }
 
 /// Runs a benchmark; `Err` for a run that could not start.
-pub async fn run(options: Options) -> Result<Report, String> {
+pub async fn run(mut options: Options) -> Result<Report, String> {
+    options.connector = options.make_connector()?;
     let endpoints = leader_first(&options).await?;
     let value: String = "x".repeat(options.value_size);
     if matches!(
@@ -83,13 +110,13 @@ pub async fn run(options: Options) -> Result<Report, String> {
     ) {
         prepare_keys(&endpoints[0], &options, &value).await?;
     }
-    let before = current_index(&endpoints[0]).await?;
+    let before = current_index(&endpoints[0], &options.connector).await?;
     let (report, acked_writes) = match options.workload {
         Workload::Watch => run_watch(&endpoints, &options, &value).await?,
         _ => run_requests(&endpoints, &options, &value).await?,
     };
     // Every acknowledged write took one index; nothing else writes during a run.
-    let after = current_index(&endpoints[0]).await?;
+    let after = current_index(&endpoints[0], &options.connector).await?;
     let mut report = report;
     report.index_advance = after.saturating_sub(before);
     report.acknowledged_writes = acked_writes;
@@ -116,7 +143,7 @@ async fn leader_first(options: &Options) -> Result<Vec<String>, String> {
         return Err("no endpoints".into());
     }
     for endpoint in endpoints.clone() {
-        let Ok(mut conn) = Conn::open(&endpoint, &Connector::plain()).await else {
+        let Ok(mut conn) = Conn::open(&endpoint, &options.connector).await else {
             continue;
         };
         let Ok(reply) = conn.request("GET", "/v2/members/leader", None).await else {
@@ -140,15 +167,15 @@ async fn leader_first(options: &Options) -> Result<Vec<String>, String> {
     Err(format!("no endpoint answered: {}", endpoints.join(",")))
 }
 
-async fn current_index(endpoint: &str) -> Result<u64, String> {
-    let mut conn = Conn::open(endpoint, &Connector::plain()).await?;
+async fn current_index(endpoint: &str, connector: &Connector) -> Result<u64, String> {
+    let mut conn = Conn::open(endpoint, connector).await?;
     // A quorum read gives the index after everything committed so far.
     let reply = conn.request("GET", "/v2/keys/?quorum=true", None).await?;
     Ok(reply.etcd_index)
 }
 
 async fn prepare_keys(endpoint: &str, options: &Options, value: &str) -> Result<(), String> {
-    let mut conn = Conn::open(endpoint, &Connector::plain()).await?;
+    let mut conn = Conn::open(endpoint, &options.connector).await?;
     let body = form_value(value);
     for k in 0..options.keys {
         let path = format!("/v2/keys{}/read/{k}", options.prefix);
@@ -205,7 +232,7 @@ async fn run_requests(
     let totals = Arc::new(Mutex::new((new_histogram(), 0u64, 0u64, 0u64))); // latency, ok, errors, writes
     let mut conns = Vec::new();
     for client in 0..options.clients {
-        conns.push(Conn::open(&endpoints[client % endpoints.len()], &Connector::plain()).await?);
+        conns.push(Conn::open(&endpoints[client % endpoints.len()], &options.connector).await?);
     }
     let per_client_interval = options
         .rate
@@ -295,7 +322,7 @@ async fn run_watch(
     value: &str,
 ) -> Result<(Report, u64), String> {
     let key = format!("/v2/keys{}/watched", options.prefix);
-    let mut writer = Conn::open(&endpoints[0], &Connector::plain()).await?;
+    let mut writer = Conn::open(&endpoints[0], &options.connector).await?;
     let first = writer
         .request("PUT", &key, Some(&form_value("start")))
         .await?;
@@ -305,8 +332,7 @@ async fn run_watch(
     let totals = Arc::new(Mutex::new((new_histogram(), 0u64, 0u64)));
     let mut tasks = Vec::new();
     for client in 0..options.clients {
-        let mut conn =
-            Conn::open(&endpoints[client % endpoints.len()], &Connector::plain()).await?;
+        let mut conn = Conn::open(&endpoints[client % endpoints.len()], &options.connector).await?;
         let (key, totals) = (key.clone(), Arc::clone(&totals));
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();
