@@ -48,14 +48,25 @@ impl Ca {
     }
 
     fn issue_numbered(&self, file: &str, serial: Option<u64>) -> (PathBuf, PathBuf) {
+        self.issue_with(file, |params| {
+            params.serial_number = serial.map(rcgen::SerialNumber::from);
+        })
+    }
+
+    /// A certificate as `issue` makes it, changed by `adjust` first.
+    fn issue_with(
+        &self,
+        file: &str,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params.serial_number = serial.map(rcgen::SerialNumber::from);
         params.distinguished_name.push(DnType::CommonName, file);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let (cert_path, key_path) = (
@@ -565,4 +576,109 @@ fn half_open_and_truncated_handshakes_do_not_keep_clients_out() {
     );
     drop(idle);
     assert_eq!(text(&get()), "1\n");
+}
+
+#[test]
+fn expired_and_wrong_host_certificates_are_refused_in_gos_words() {
+    let dir = scratch("tls-bad-certs");
+    let ca = Ca::new(&dir, "ca");
+    ca.issue("server");
+    let client = ca.issue("client");
+    let expired = ca.issue_with("expired", |params| {
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+        params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    });
+    let (_member, endpoint) = auth_member(&dir, &ca.cert_file(), &[]);
+    let ca_file = ca.cert_file();
+    wait_for("the member to serve TLS", || {
+        ctl_as(
+            &endpoint,
+            &ca_file,
+            (&client.0, &client.1),
+            &["set", "/a", "1"],
+        )
+        .status
+        .success()
+    });
+    let refused = ctl_as(
+        &endpoint,
+        &ca_file,
+        (&expired.0, &expired.1),
+        &["get", "/a"],
+    );
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("remote error: tls: bad certificate"),
+        "{}",
+        text(&refused)
+    );
+
+    // A server whose certificate names another host.
+    let other_dir = dir.join("elsewhere");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let (wrong_cert, wrong_key) = ca.issue_with("wrong-host", |params| {
+        params.subject_alt_names = vec![rcgen::SanType::DnsName("example.com".try_into().unwrap())];
+    });
+    std::fs::copy(wrong_cert, other_dir.join("server.pem")).unwrap();
+    std::fs::copy(wrong_key, other_dir.join("server.key")).unwrap();
+    let (_wrong, wrong_endpoint) = single_member(&other_dir, &[]);
+    let wrong = || {
+        etcdctl(&[
+            "--endpoints",
+            &wrong_endpoint,
+            "--ca-file",
+            path(&ca_file),
+            "get",
+            "/a",
+        ])
+    };
+    wait_for("the second member to listen", || {
+        text(&wrong()).contains("x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs")
+    });
+    assert_eq!(wrong().status.code(), Some(4));
+}
+
+#[test]
+fn http_and_https_listeners_side_by_side_each_serve_their_scheme() {
+    let dir = scratch("tls-mixed");
+    let ca = Ca::new(&dir, "ca");
+    ca.issue("server");
+    let (plain, secure, peer) = (free_port(), free_port(), free_port());
+    let _member = etcd(&[
+        "--name=m".into(),
+        format!("--data-dir={}", dir.join("m").display()),
+        format!("--listen-client-urls=http://127.0.0.1:{plain},https://127.0.0.1:{secure}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{plain},https://127.0.0.1:{secure}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=m=http://127.0.0.1:{peer}"),
+        format!("--cert-file={}", dir.join("server.pem").display()),
+        format!("--key-file={}", dir.join("server.key").display()),
+    ]);
+    wait_for("the plain listener", || {
+        common::http("PUT", plain, "/v2/keys/a", "value=1").is_some_and(|r| r.status == 201)
+    });
+    let https = format!("https://127.0.0.1:{secure}");
+    let got = etcdctl(&[
+        "--no-sync",
+        "--endpoints",
+        &https,
+        "--ca-file",
+        path(&ca.cert_file()),
+        "get",
+        "/a",
+    ]);
+    assert_eq!(text(&got), "1\n");
+    // Each scheme only on its own port: TLS to the plain one fails cleanly, status 4.
+    let crossed = etcdctl(&[
+        "--no-sync",
+        "--endpoints",
+        &format!("https://127.0.0.1:{plain}"),
+        "--ca-file",
+        path(&ca.cert_file()),
+        "get",
+        "/a",
+    ]);
+    assert_eq!(crossed.status.code(), Some(4), "{}", text(&crossed));
+    assert!(common::http("GET", secure, "/v2/keys/a", "").is_none());
 }

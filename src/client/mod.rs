@@ -304,11 +304,14 @@ impl<H: Host> Client<H> {
 }
 
 /// Go counts only failures to dial or read as connection errors (etcdctl's status 2); a TLS
-/// failure, a connection closed at once (`EOF`) or an answer that is not HTTP is status 4.
+/// failure, a connection closed without an answer (Go's `EOF`), an answer that is not HTTP or
+/// a member that did not answer in time is status 4.
 fn not_a_connection_error(line: &str) -> bool {
     crate::tls::is_failure_text(line)
         || line == "EOF"
         || line.starts_with("malformed HTTP response")
+        || line.ends_with("connection closed before message completed")
+        || line.ends_with("exceeded header timeout")
 }
 
 fn refused_for_no_space(reply: &http::Reply) -> bool {

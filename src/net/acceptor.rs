@@ -41,8 +41,8 @@ pub const PEER_CONNECTIONS: ConnectionLimit = ConnectionLimit {
     what: "peer",
 };
 
-/// A TLS handshake that has not finished within this time is given up (half-open or stalled
-/// handshakes hold a connection slot no longer than this).
+/// A TLS handshake that has not finished within this time is given up: a half-open or stalled
+/// handshake holds its place among the pending ones no longer than this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `service` on every connection `listener` accepts, for ever; over TLS when `tls` is
@@ -100,22 +100,10 @@ pub async fn serve<H, S, F>(
             Arc::clone(&refusals),
         );
         host.spawn(async move {
-            let handshake = async {
-                let (head, mut stream) = read_head(stream).await?;
-                if looks_like_http(&head) {
-                    // Closed without a word, as etcd 3.4's TLS listener does (no TLS alert
-                    // either), and said in the log.
-                    let _ = stream.shutdown().await;
-                    return Err(std::io::Error::other(
-                        "client sent an HTTP request to an HTTPS server",
-                    ));
-                }
-                acceptor.accept(Prefixed::new(head, stream)).await
-            };
             let outcome = tokio::select! {
                 biased;
                 () = cut.1.raised() => None,
-                outcome = timeout(&clock, HANDSHAKE_TIMEOUT, handshake) => Some(outcome),
+                outcome = timeout(&clock, HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)) => Some(outcome),
             };
             handshakes.end(cut.0);
             let why = match outcome {
@@ -147,6 +135,25 @@ pub async fn serve<H, S, F>(
             });
         });
     }
+}
+
+/// The server side of a TLS handshake. Plain HTTP is told apart by its first bytes and closed
+/// without a word, as etcd 3.4's TLS listener does (no TLS alert either).
+async fn handshake<S>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+) -> std::io::Result<tokio_rustls::server::TlsStream<Prefixed<S>>>
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (head, mut stream) = read_head(stream).await?;
+    if looks_like_http(&head) {
+        let _ = stream.shutdown().await;
+        return Err(std::io::Error::other(
+            "client sent an HTTP request to an HTTPS server",
+        ));
+    }
+    acceptor.accept(Prefixed::new(head, stream)).await
 }
 
 /// A connection slot for a plain connection, or `None` (the connection is closed, with a log
