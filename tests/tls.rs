@@ -250,6 +250,17 @@ fn an_https_url_without_a_certificate_does_not_start() {
 
 /// Three members on peer TLS with peer client-cert auth, clients on TLS too.
 fn tls_member(dir: &Path, ca: &Ca, i: usize, ports: &[(u16, u16)], cluster: &str) -> Process {
+    tls_member_with(dir, ca, i, ports, cluster, "new")
+}
+
+fn tls_member_with(
+    dir: &Path,
+    ca: &Ca,
+    i: usize,
+    ports: &[(u16, u16)],
+    cluster: &str,
+    state: &str,
+) -> Process {
     let (cert, key) = (dir.join("member.pem"), dir.join("member.key"));
     let (client, peer) = ports[i];
     etcd(&[
@@ -260,6 +271,7 @@ fn tls_member(dir: &Path, ca: &Ca, i: usize, ports: &[(u16, u16)], cluster: &str
         format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
         format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
         format!("--initial-cluster={cluster}"),
+        format!("--initial-cluster-state={state}"),
         "--heartbeat-interval=50".into(),
         "--election-timeout=500".into(),
         format!("--cert-file={}", cert.display()),
@@ -273,7 +285,7 @@ fn tls_member(dir: &Path, ca: &Ca, i: usize, ports: &[(u16, u16)], cluster: &str
 }
 
 #[test]
-fn a_cluster_on_peer_tls_forms_replicates_and_elects_after_kill_9_of_its_leader() {
+fn a_cluster_on_peer_tls_forms_replicates_elects_after_kill_9_and_grows_and_shrinks() {
     let dir = scratch("tls-peers");
     let ca = Ca::new(&dir, "ca");
     ca.issue("member");
@@ -338,6 +350,62 @@ fn a_cluster_on_peer_tls_forms_replicates_and_elects_after_kill_9_of_its_leader(
         &["--no-sync", "get", "--quorum", "/k"],
     );
     assert_eq!(text(&read), "v2\n");
+
+    // The old leader comes back; a fourth member is added over peer TLS, serves, and leaves.
+    members[leader] = Some(tls_member(&dir, &ca, leader, &ports, &cluster));
+    wait_for("the old leader to catch up", || {
+        text(&ctl_as(
+            &endpoint(leader),
+            &ca_file,
+            good,
+            &["--no-sync", "get", "/k"],
+        )) == "v2\n"
+    });
+    let mut grown_ports = ports.clone();
+    grown_ports.push((free_port(), free_port()));
+    let fourth_client = format!("https://127.0.0.1:{}", grown_ports[3].0);
+    let peer_url = format!("https://127.0.0.1:{}", grown_ports[3].1);
+    let added = ctl_as(
+        &endpoint(survivor),
+        &ca_file,
+        good,
+        &["member", "add", "m3", &peer_url],
+    );
+    assert!(added.status.success(), "{}", text(&added));
+    // `Added member named m3 with ID <id> to cluster`
+    let said = text(&added);
+    let words: Vec<&str> = said.split_whitespace().collect();
+    let id = words
+        .iter()
+        .position(|w| *w == "ID")
+        .and_then(|at| words.get(at + 1))
+        .expect("etcdctl names the new member")
+        .to_string();
+    let grown = format!("{cluster},m3={peer_url}");
+    let fourth = tls_member_with(&dir, &ca, 3, &grown_ports, &grown, "existing");
+    wait_for("the fourth member to serve", || {
+        text(&ctl_as(
+            &fourth_client,
+            &ca_file,
+            good,
+            &["--no-sync", "get", "/k"],
+        )) == "v2\n"
+    });
+    let removed = ctl_as(
+        &endpoint(survivor),
+        &ca_file,
+        good,
+        &["member", "remove", &id],
+    );
+    assert!(removed.status.success(), "{}", text(&removed));
+    let listed = text(&ctl_as(
+        &endpoint(survivor),
+        &ca_file,
+        good,
+        &["member", "list"],
+    ));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    drop(fourth);
     drop(members);
 }
 
