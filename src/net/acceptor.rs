@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::prefixed::Prefixed;
+use super::slots::{Slot, Slots};
 use super::{Body, HostTimer};
 use crate::runtime::{timeout, Host, Listener};
 use crate::sync::Flag;
@@ -58,7 +59,7 @@ pub async fn serve<H, S, F>(
     S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<hyper::Response<Body>, Infallible>> + Send + 'static,
 {
-    let open = Arc::new(tokio::sync::Semaphore::new(limit.max));
+    let slots = Arc::new(Slots::default());
     let mut at_limit = (None, 0u64);
     let handshakes = Arc::new(Handshakes::default());
     let refusals = Arc::new(Refusals::default());
@@ -76,16 +77,18 @@ pub async fn serve<H, S, F>(
                 continue;
             }
         };
-        let service = service_fn(service.clone());
         let Some(tls) = &tls else {
-            let Some(permit) = admit(&open, &mut at_limit, &host, limit) else {
+            let Some(slot) = slots.take(limit.max) else {
+                note_all_busy(&mut at_limit, &host, limit);
                 continue;
             };
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            host.spawn(async move {
-                let _ = connection.await;
-                drop(permit);
-            });
+            host.spawn(serve_connection(
+                http.clone(),
+                TokioIo::new(stream),
+                slot,
+                Arc::clone(&slots),
+                service.clone(),
+            ));
             continue;
         };
         // The handshake runs in the connection's own task, so that a slow or silent client
@@ -93,9 +96,10 @@ pub async fn serve<H, S, F>(
         // many are pending the oldest is cut short, so that idle sockets cannot crowd out
         // clients that handshake at once.
         let cut = handshakes.begin(limit.max);
-        let (acceptor, http, clock) = (tls.acceptor(), http.clone(), host.clone());
-        let (open, handshakes, refusals) = (
-            Arc::clone(&open),
+        let (acceptor, http, clock, service) =
+            (tls.acceptor(), http.clone(), host.clone(), service.clone());
+        let (slots, handshakes, refusals) = (
+            Arc::clone(&slots),
             Arc::clone(&handshakes),
             Arc::clone(&refusals),
         );
@@ -108,17 +112,16 @@ pub async fn serve<H, S, F>(
             handshakes.end(cut.0);
             let why = match outcome {
                 Some(Ok(Ok(stream))) => {
-                    let Ok(permit) = open.try_acquire_owned() else {
+                    let Some(slot) = slots.take(limit.max) else {
                         refusals.note(&clock, || {
                             format!(
-                                "{} {} connections are open, the most allowed; closing new ones",
+                                "{} {} connections are open and busy, the most allowed; closing new ones",
                                 limit.max, limit.what
                             )
                         });
                         return;
                     };
-                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                    drop(permit);
+                    serve_connection(http, TokioIo::new(stream), slot, slots, service).await;
                     return;
                 }
                 Some(Ok(Err(e))) => crate::tls::describe(&e),
@@ -134,6 +137,53 @@ pub async fn serve<H, S, F>(
                 format!("rejected {} connection from {from}: {why}", limit.what)
             });
         });
+    }
+}
+
+/// Serves HTTP/1 on one connection until it ends or its slot is taken back for a newer one;
+/// every answer counts the connection busy until it is sent.
+async fn serve_connection<I, S, F>(
+    http: http1::Builder,
+    io: I,
+    (id, slot): (u64, Arc<Slot>),
+    slots: Arc<Slots>,
+    service: S,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<hyper::Response<Body>, Infallible>> + Send + 'static,
+{
+    let tracked = {
+        let slot = Arc::clone(&slot);
+        service_fn(move |request| {
+            let (slot, answer) = (Arc::clone(&slot), service(request));
+            async move { answer.await.map(|response| slot.track(response)) }
+        })
+    };
+    let connection = http.serve_connection(io, tracked);
+    tokio::select! {
+        biased;
+        () = slot.closed() => {}
+        _ = connection => {}
+    }
+    slots.give_back(id);
+}
+
+/// Says, now and then, that a plain connection was refused because every slot is busy.
+fn note_all_busy<H: Host>(
+    at_limit: &mut (Option<Duration>, u64),
+    host: &H,
+    limit: ConnectionLimit,
+) {
+    let (last_logged, refused) = at_limit;
+    *refused += 1;
+    let now = host.elapsed();
+    if last_logged.is_none_or(|at| now >= at + Duration::from_secs(10)) {
+        *last_logged = Some(now);
+        eprintln!(
+            "etcd: {} {} connections are open and busy, the most allowed; closing new ones ({refused} so far)",
+            limit.max, limit.what
+        );
     }
 }
 
@@ -154,30 +204,6 @@ where
         ));
     }
     acceptor.accept(Prefixed::new(head, stream)).await
-}
-
-/// A connection slot for a plain connection, or `None` (the connection is closed, with a log
-/// line now and then) when `limit.max` are open.
-fn admit<H: Host>(
-    open: &Arc<tokio::sync::Semaphore>,
-    at_limit: &mut (Option<Duration>, u64),
-    host: &H,
-    limit: ConnectionLimit,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if let Ok(permit) = Arc::clone(open).try_acquire_owned() {
-        return Some(permit);
-    }
-    let (last_logged, refused) = at_limit;
-    *refused += 1;
-    let now = host.elapsed();
-    if last_logged.is_none_or(|at| now >= at + Duration::from_secs(10)) {
-        *last_logged = Some(now);
-        eprintln!(
-            "etcd: {} {} connections are open, the most allowed; closing new ones ({refused} so far)",
-            limit.max, limit.what
-        );
-    }
-    None
 }
 
 /// TLS handshakes in progress, oldest first, each with the flag that cuts it short.
@@ -261,7 +287,41 @@ impl Refusals {
 
 #[cfg(test)]
 mod tests {
-    use super::Handshakes;
+    use super::*;
+    use crate::runtime::TokioHost;
+
+    /// Idle sockets filling every slot do not keep a client out: the oldest gives way.
+    #[tokio::test]
+    async fn idle_connections_at_the_limit_make_room_for_a_new_client() {
+        let host = TokioHost::new();
+        let listener = host.listen("127.0.0.1:0").await.expect("binds");
+        let address = listener.local_addr().expect("an address");
+        let limit = ConnectionLimit {
+            max: 3,
+            what: "test",
+        };
+        host.spawn(serve(host, listener, limit, None, |_| async {
+            Ok::<_, Infallible>(hyper::Response::new(crate::net::full("ok")))
+        }));
+        let mut idle = Vec::new();
+        for _ in 0..10 {
+            idle.push(host.connect(&address.to_string()).await.expect("connects"));
+        }
+        let uri: hyper::Uri = format!("http://{address}/").parse().unwrap();
+        let mut sender: crate::net::Sender<http_body_util::Empty<bytes::Bytes>> =
+            crate::net::Connector::plain()
+                .dial(&host, &uri, Duration::from_secs(2))
+                .await
+                .expect("dials");
+        let request = hyper::Request::get("/")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let answer = timeout(&host, Duration::from_secs(5), sender.send_request(request)).await;
+        assert!(
+            matches!(answer, Ok(Ok(ref r)) if r.status() == 200),
+            "the client was kept out by idle sockets"
+        );
+    }
 
     #[test]
     fn the_oldest_pending_handshake_makes_room_for_a_new_one() {

@@ -8,6 +8,7 @@
 mod acceptor;
 mod connector;
 mod prefixed;
+mod slots;
 mod timer;
 
 use std::convert::Infallible;

@@ -515,10 +515,10 @@ async fn fetch_members<H: Host>(
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
     let answer = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A peer that refuses our certificate says so only on the first read (TLS 1.3).
+            crate::tls::find_failure(&e).unwrap_or_else(|| e.to_string())
+        })?;
         let cluster_id = response
             .headers()
             .get("X-Etcd-Cluster-ID")

@@ -59,11 +59,10 @@ impl ServerFiles {
                 let mut verifier =
                     rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
                 if let Some(crl) = &self.crl {
-                    // As Go's check in etcd: only the presented certificate's serial is looked
-                    // up, and a certificate whose issuer the file has no list for is taken.
+                    // As etcd checks: every certificate of the verified chain is looked up, and
+                    // one whose issuer the file has no list for is taken.
                     verifier = verifier
                         .with_crls(read_crls(crl)?)
-                        .only_check_end_entity_revocation()
                         .allow_unknown_revocation_status();
                 }
                 builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
@@ -75,11 +74,11 @@ impl ServerFiles {
             // As Go's server without client auth: no certificate is asked for.
             _ => builder.with_no_client_auth(),
         };
-        let mut config = builder
+        // No ALPN: a client that offers only h2, or a protocol nobody knows, is served HTTP/1.1
+        // rather than refused, as Go's server does when it does not speak what is offered.
+        builder
             .with_single_cert(read_certs(&self.cert)?, read_key(&self.key)?)
-            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))
     }
 }
 
@@ -128,7 +127,7 @@ impl ClientFiles {
             };
             builder.with_root_certificates(roots)
         };
-        let mut config = match (&self.cert, &self.key) {
+        let config = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => builder
                 .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
                 .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?,
@@ -137,7 +136,6 @@ impl ClientFiles {
                 return Err("a client certificate needs both its cert file and its key file".into())
             }
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
 }
@@ -178,16 +176,21 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// The CRLs in `path`, PEM or DER. A file that holds none is an error, never "nothing is
+/// revoked": the verifier built from them refuses what does not parse.
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    CertificateRevocationListDer::pem_file_iter(path)
-        .and_then(|crls| crls.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "cannot read a CRL from {}: {}",
-                path.display(),
-                pem_error(e)
-            )
-        })
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read a CRL from {}: {e}", path.display()))?;
+    let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    if !pem.is_empty() {
+        return Ok(pem);
+    }
+    if bytes.is_empty() {
+        return Err(format!("{} holds no CRL", path.display()));
+    }
+    Ok(vec![CertificateRevocationListDer::from(bytes)])
 }
 
 /// A PEM reader's error in words (the reader's own Debug form lists raw bytes).
@@ -273,5 +276,65 @@ impl<T> Reloading<T> {
             }
         }
         Arc::clone(&state.current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CRL file that holds no usable list stops the start; it never means "nothing revoked".
+    #[test]
+    fn an_unusable_crl_is_an_error_and_der_is_read() {
+        let dir = std::env::temp_dir().join(format!("etcd-crl-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(params, &key);
+        let now = time::OffsetDateTime::now_utc();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        let write = |name: &str, data: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, data).unwrap();
+            path
+        };
+        let files = |crl: PathBuf| ServerFiles {
+            cert: write("cert.pem", cert.pem().as_bytes()),
+            key: write("key.pem", key.serialize_pem().as_bytes()),
+            trusted_ca: Some(dir.join("cert.pem")),
+            client_cert_auth: true,
+            crl: Some(crl),
+        };
+        assert!(files(write("crl.pem", crl.pem().unwrap().as_bytes()))
+            .load("t")
+            .is_ok());
+        assert!(files(write("crl.der", crl.der())).load("t").is_ok());
+        for junk in [
+            &b""[..],
+            b"not a crl at all",
+            b"-----BEGIN X509 CRL-----\nAAAA",
+        ] {
+            assert!(
+                files(write("junk", junk)).load("t").is_err(),
+                "{junk:?} was taken"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

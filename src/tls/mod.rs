@@ -96,13 +96,22 @@ pub fn describe(error: &std::io::Error) -> String {
             let is_ip = expected.parse::<std::net::IpAddr>().is_ok();
             let presented_ip = presented
                 .iter()
-                .any(|p| p.parse::<std::net::IpAddr>().is_ok());
+                .any(|p| p.starts_with("IpAddress") || p.parse::<std::net::IpAddr>().is_ok());
             if is_ip && !presented_ip {
                 format!("x509: cannot validate certificate for {expected} because it doesn't contain any IP SANs")
             } else {
+                // rustls lists the names as `DnsName("example.com")`; Go names them bare.
+                let bare: Vec<&str> = presented
+                    .iter()
+                    .map(|p| {
+                        p.split_once('(')
+                            .map_or(p.as_str(), |(_, rest)| rest.trim_end_matches(')'))
+                            .trim_matches('"')
+                    })
+                    .collect();
                 format!(
                     "x509: certificate is valid for {}, not {expected}",
-                    presented.join(", ")
+                    bare.join(", ")
                 )
             }
         }
