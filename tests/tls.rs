@@ -163,6 +163,21 @@ fn ctl_as(endpoint: &str, ca: &Path, cert: (&Path, &Path), args: &[&str]) -> Out
     etcdctl(&all)
 }
 
+/// Waits until `endpoint` takes a write from a client showing `cert` (the member is up).
+fn wait_until_served(endpoint: &str, ca: &Path, cert: (&Path, &Path)) {
+    wait_for("the member to serve TLS", || {
+        ctl_as(endpoint, ca, cert, &["set", "/a", "1"])
+            .status
+            .success()
+    });
+}
+
+/// etcdctl failed as etcd 3.4's does for a TLS refusal: status 4, saying `words`.
+fn assert_refused(output: &Output, words: &str) {
+    assert_eq!(output.status.code(), Some(4), "{}", text(output));
+    assert!(text(output).contains(words), "{}", text(output));
+}
+
 #[test]
 fn client_cert_auth_refuses_strangers_at_the_handshake_and_serves_holders() {
     let dir = scratch("tls-client-auth");
@@ -174,11 +189,7 @@ fn client_cert_auth_refuses_strangers_at_the_handshake_and_serves_holders() {
     let (_member, endpoint) = auth_member(&dir, &ca.cert_file(), &[]);
     let client: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
     let good = (client_cert.as_path(), client_key.as_path());
-    wait_for("the member to serve TLS", || {
-        ctl_as(&endpoint, &ca.cert_file(), good, &["set", "/a", "1"])
-            .status
-            .success()
-    });
+    wait_until_served(&endpoint, &ca.cert_file(), good);
     let got = ctl_as(&endpoint, &ca.cert_file(), good, &["get", "/a"]);
     assert_eq!(text(&got), "1\n");
     let listed = ctl_as(&endpoint, &ca.cert_file(), good, &["member", "list"]);
@@ -198,20 +209,10 @@ fn client_cert_auth_refuses_strangers_at_the_handshake_and_serves_holders() {
         "get",
         "/a",
     ]);
-    assert_eq!(bare.status.code(), Some(4), "{}", text(&bare));
-    assert!(
-        text(&bare).contains("remote error: tls: bad certificate"),
-        "{}",
-        text(&bare)
-    );
+    assert_refused(&bare, "remote error: tls: bad certificate");
     let stranger = (stranger_cert.as_path(), stranger_key.as_path());
     let refused = ctl_as(&endpoint, &ca.cert_file(), stranger, &["get", "/a"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("remote error: tls: bad certificate"),
-        "{}",
-        text(&refused)
-    );
+    assert_refused(&refused, "remote error: tls: bad certificate");
     // A server this client cannot verify.
     let untrusted = ctl_as(&endpoint, &other.cert_file(), good, &["get", "/a"]);
     assert_eq!(untrusted.status.code(), Some(4), "{}", text(&untrusted));
@@ -450,11 +451,7 @@ fn certificates_rotate_without_a_restart() {
     let (client_cert, client_key) = old.issue("client");
     let (_member, endpoint) = single_member(&dir, &[]);
     let good = (client_cert.as_path(), client_key.as_path());
-    wait_for("the member to serve TLS", || {
-        ctl_as(&endpoint, &old.cert_file(), good, &["set", "/a", "1"])
-            .status
-            .success()
-    });
+    wait_until_served(&endpoint, &old.cert_file(), good);
 
     // The operator replaces the files in place with ones from a new CA.
     let new = Ca::new(&dir, "new-ca");
@@ -579,19 +576,14 @@ fn a_revoked_client_certificate_is_refused_and_other_cas_are_not_affected() {
         &[format!("--client-crl-file={}", crl.display())],
     );
     let ca_file = ca.cert_file();
-    wait_for("the member to serve TLS", || {
-        ctl_as(&endpoint, &ca_file, (&good.0, &good.1), &["set", "/a", "1"])
-            .status
-            .success()
-    });
+    wait_until_served(&endpoint, &ca_file, (&good.0, &good.1));
     let refused = ctl_as(
         &endpoint,
         &ca_file,
         (&revoked.0, &revoked.1),
         &["get", "/a"],
     );
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
-    assert!(text(&refused).contains("remote error: tls: bad certificate"));
+    assert_refused(&refused, "remote error: tls: bad certificate");
     // The CRL lists nothing of the second CA: its certificates are taken, as etcd takes them.
     let taken = ctl_as(&endpoint, &ca_file, (&other.0, &other.1), &["get", "/a"]);
     assert_eq!(text(&taken), "1\n");
@@ -613,16 +605,7 @@ fn half_open_and_truncated_handshakes_do_not_keep_clients_out() {
             &["--no-sync", "get", "/a"],
         )
     };
-    wait_for("the member to serve TLS", || {
-        ctl_as(
-            &endpoint,
-            &ca_file,
-            (&client.0, &client.1),
-            &["set", "/a", "1"],
-        )
-        .status
-        .success()
-    });
+    wait_until_served(&endpoint, &ca_file, (&client.0, &client.1));
     let address = endpoint.trim_start_matches("https://").to_owned();
     // A thousand connections that never say a word, and a few that stop mid-ClientHello.
     let idle: Vec<std::net::TcpStream> = (0..1000)
@@ -658,28 +641,14 @@ fn expired_and_wrong_host_certificates_are_refused_in_gos_words() {
     });
     let (_member, endpoint) = auth_member(&dir, &ca.cert_file(), &[]);
     let ca_file = ca.cert_file();
-    wait_for("the member to serve TLS", || {
-        ctl_as(
-            &endpoint,
-            &ca_file,
-            (&client.0, &client.1),
-            &["set", "/a", "1"],
-        )
-        .status
-        .success()
-    });
+    wait_until_served(&endpoint, &ca_file, (&client.0, &client.1));
     let refused = ctl_as(
         &endpoint,
         &ca_file,
         (&expired.0, &expired.1),
         &["get", "/a"],
     );
-    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
-    assert!(
-        text(&refused).contains("remote error: tls: bad certificate"),
-        "{}",
-        text(&refused)
-    );
+    assert_refused(&refused, "remote error: tls: bad certificate");
 
     // A server whose certificate names another host.
     let other_dir = dir.join("elsewhere");
