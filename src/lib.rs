@@ -5,6 +5,7 @@
 //! clippy configuration in `clippy.toml` refuses them outside the runtime that owns them.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod body;
 pub mod client;
