@@ -1,6 +1,6 @@
 //! TLS for simulated clusters: one CA and its certificates, made once per process in memory,
-//! and the rustls configurations the members and clients use — the production acceptor and
-//! connector (`etcd::net`) with the production verifiers, over simulated TCP.
+//! and the configurations the members and clients use, assembled by production's own
+//! `etcd::tls::config` — the production acceptor, connector and verifiers over simulated TCP.
 //!
 //! Determinism: rustls draws its randomness from ring, outside madsim, so handshake bytes
 //! differ from run to run; their sizes do not (Ed25519 keys and signatures have fixed sizes,
@@ -10,13 +10,14 @@
 use std::sync::{Arc, OnceLock};
 
 use etcd::net::Connector;
+use etcd::tls::config::{self, Identity, Trust};
 use etcd::tls::{ClientTls, ServerTls};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, PKCS_ED25519,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::RootCertStore;
 
 /// What a TLS cluster runs with.
 pub struct Material {
@@ -38,7 +39,6 @@ pub fn material() -> &'static Material {
 }
 
 fn make() -> Material {
-    let provider = etcd::tls::provider();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -62,42 +62,17 @@ fn make() -> Material {
         .expect("the CA is a root");
     let roots = Arc::new(roots);
 
-    let server = |verify_clients: bool| {
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions");
-        let builder = if verify_clients {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::clone(&roots),
-                Arc::clone(&provider),
-            )
-            .build()
-            .expect("a client verifier");
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        builder
-            .with_single_cert(chain.clone(), private())
-            .expect("a server configuration")
+    let identity = || (chain.clone(), private());
+    let server = |clients: Option<Arc<RootCertStore>>| {
+        config::server(identity(), clients, Vec::new()).expect("a server configuration")
     };
-    let client = |show_certificate: bool| {
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(Arc::clone(&roots));
-        if show_certificate {
-            builder
-                .with_client_auth_cert(chain.clone(), private())
-                .expect("a client configuration")
-        } else {
-            builder.with_no_client_auth()
-        }
+    let client = |shown: Option<Identity>| {
+        config::client(Trust::Roots(Arc::clone(&roots)), shown).expect("a client configuration")
     };
     Material {
-        clients: ServerTls::fixed(server(false)),
-        peers: ServerTls::fixed(server(true)),
-        peer_dialer: Connector::with_tls(ClientTls::fixed(client(true))),
-        client_dialer: Connector::with_tls(ClientTls::fixed(client(false))),
+        clients: ServerTls::fixed(server(None)),
+        peers: ServerTls::fixed(server(Some(Arc::clone(&roots)))),
+        peer_dialer: Connector::with_tls(ClientTls::fixed(client(Some(identity())))),
+        client_dialer: Connector::with_tls(ClientTls::fixed(client(None))),
     }
 }

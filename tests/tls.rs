@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{free_port, scratch, wait_for};
@@ -113,18 +113,7 @@ impl Drop for Process {
 }
 
 fn etcd(args: &[String]) -> Process {
-    Process(
-        Command::new(env!("CARGO_BIN_EXE_etcd"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_STDERR").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("etcd starts"),
-    )
+    Process(common::spawn_etcd(args))
 }
 
 fn etcdctl(args: &[&str]) -> Output {

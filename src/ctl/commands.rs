@@ -521,6 +521,8 @@ async fn exec_watch(
 /// status 5 unless every member is healthy.
 async fn cluster_health(cli: &Cli, forever: bool) -> Result<(), Exit> {
     let mut client = connect(cli, false).await?;
+    // The files are read once, for every member's check.
+    let connector = connector(cli)?;
     let list = match tokio::time::timeout(cli.total_timeout, members::list(&mut client)).await {
         Ok(Ok(list)) => list,
         Ok(Err(e)) => {
@@ -538,7 +540,7 @@ async fn cluster_health(cli: &Cli, forever: bool) -> Result<(), Exit> {
     loop {
         let mut healthy = 0;
         for m in &list {
-            let health = member_health(cli, &m.id, &m.client_urls).await;
+            let health = member_health(cli, &connector, &m.id, &m.client_urls).await;
             if matches!(health, Health::Healthy(_)) {
                 healthy += 1;
             }
@@ -560,7 +562,7 @@ async fn cluster_health(cli: &Cli, forever: bool) -> Result<(), Exit> {
     }
 }
 
-async fn member_health(cli: &Cli, id: &str, urls: &[String]) -> Health {
+async fn member_health(cli: &Cli, connector: &Connector, id: &str, urls: &[String]) -> Health {
     #[derive(serde::Deserialize)]
     struct Answer {
         health: serde_json::Value,
@@ -569,11 +571,7 @@ async fn member_health(cli: &Cli, id: &str, urls: &[String]) -> Health {
         return Health::NoClientUrls;
     }
     for url in urls {
-        let connector = match connector(cli) {
-            Ok(connector) => connector,
-            Err(_) => crate::net::Connector::plain(),
-        };
-        let reply = match crate::client::fetch(url, "/health", &connector, cli.timeout).await {
+        let reply = match crate::client::fetch(url, "/health", connector, cli.timeout).await {
             Ok(reply) => reply,
             Err(why) => {
                 print_out(&format!(

@@ -16,7 +16,6 @@ use super::prefixed::Prefixed;
 use super::slots::{Slot, Slots};
 use super::{Body, HostTimer};
 use crate::runtime::{timeout, Host, Listener};
-use crate::sync::Flag;
 use crate::tls::ServerTls;
 
 /// A connection that is not in the middle of a request and has not sent a whole request head
@@ -60,8 +59,9 @@ pub async fn serve<H, S, F>(
     F: Future<Output = Result<hyper::Response<Body>, Infallible>> + Send + 'static,
 {
     let slots = Arc::new(Slots::default());
-    let mut at_limit = (None, 0u64);
-    let handshakes = Arc::new(Handshakes::default());
+    // Handshakes in progress, in slots of their own: none is ever busy, so when all are taken
+    // the oldest gives way.
+    let handshakes = Arc::new(Slots::default());
     let refusals = Arc::new(Refusals::default());
     let mut http = http1::Builder::new();
     http.timer(HostTimer::new(host.clone()))
@@ -79,7 +79,7 @@ pub async fn serve<H, S, F>(
         };
         let Some(tls) = &tls else {
             let Some(slot) = slots.take(limit.max) else {
-                note_all_busy(&mut at_limit, &host, limit);
+                refusals.note(&host, || all_busy(limit));
                 continue;
             };
             host.spawn(serve_connection(
@@ -95,7 +95,9 @@ pub async fn serve<H, S, F>(
         // holds up nobody else; it holds no connection slot until it is done, and when too
         // many are pending the oldest is cut short, so that idle sockets cannot crowd out
         // clients that handshake at once.
-        let cut = handshakes.begin(limit.max);
+        let Some((pending, cut)) = handshakes.take(limit.max) else {
+            continue;
+        };
         let (acceptor, http, clock, service) =
             (tls.acceptor(), http.clone(), host.clone(), service.clone());
         let (slots, handshakes, refusals) = (
@@ -106,19 +108,14 @@ pub async fn serve<H, S, F>(
         host.spawn(async move {
             let outcome = tokio::select! {
                 biased;
-                () = cut.1.raised() => None,
+                () = cut.closed() => None,
                 outcome = timeout(&clock, HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)) => Some(outcome),
             };
-            handshakes.end(cut.0);
+            handshakes.give_back(pending);
             let why = match outcome {
                 Some(Ok(Ok(stream))) => {
                     let Some(slot) = slots.take(limit.max) else {
-                        refusals.note(&clock, || {
-                            format!(
-                                "{} {} connections are open and busy, the most allowed; closing new ones",
-                                limit.max, limit.what
-                            )
-                        });
+                        refusals.note(&clock, || all_busy(limit));
                         return;
                     };
                     serve_connection(http, TokioIo::new(stream), slot, slots, service).await;
@@ -169,22 +166,12 @@ async fn serve_connection<I, S, F>(
     slots.give_back(id);
 }
 
-/// Says, now and then, that a plain connection was refused because every slot is busy.
-fn note_all_busy<H: Host>(
-    at_limit: &mut (Option<Duration>, u64),
-    host: &H,
-    limit: ConnectionLimit,
-) {
-    let (last_logged, refused) = at_limit;
-    *refused += 1;
-    let now = host.elapsed();
-    if last_logged.is_none_or(|at| now >= at + Duration::from_secs(10)) {
-        *last_logged = Some(now);
-        eprintln!(
-            "etcd: {} {} connections are open and busy, the most allowed; closing new ones ({refused} so far)",
-            limit.max, limit.what
-        );
-    }
+/// Why a connection was closed at once: every slot is taken by a busy connection.
+fn all_busy(limit: ConnectionLimit) -> String {
+    format!(
+        "{} {} connections are open and busy, the most allowed; closing new ones",
+        limit.max, limit.what
+    )
 }
 
 /// The server side of a TLS handshake. Plain HTTP is told apart by its first bytes and closed
@@ -204,40 +191,6 @@ where
         ));
     }
     acceptor.accept(Prefixed::new(head, stream)).await
-}
-
-/// TLS handshakes in progress, oldest first, each with the flag that cuts it short.
-#[derive(Default)]
-struct Handshakes {
-    pending: std::sync::Mutex<Pending>,
-}
-
-/// The last handshake's number, and the handshakes not yet done by number.
-type Pending = (u64, std::collections::VecDeque<(u64, Arc<Flag>)>);
-
-impl Handshakes {
-    /// Registers a new handshake; when `max` are pending, the oldest is cut short to make
-    /// room. Bounded: never more than `max` entries.
-    fn begin(&self, max: usize) -> (u64, Arc<Flag>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let (next, queue) = &mut *pending;
-        if queue.len() >= max {
-            if let Some((_, oldest)) = queue.pop_front() {
-                oldest.raise();
-            }
-        }
-        *next += 1;
-        let cut = Arc::new(Flag::new());
-        queue.push_back((*next, Arc::clone(&cut)));
-        (*next, cut)
-    }
-
-    fn end(&self, id: u64) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = pending.1.iter().position(|(i, _)| *i == id) {
-            pending.1.remove(at);
-        }
-    }
 }
 
 /// The first five bytes of a connection: a TLS record header, or the start of an HTTP request.
@@ -325,14 +278,14 @@ mod tests {
 
     #[test]
     fn the_oldest_pending_handshake_makes_room_for_a_new_one() {
-        let handshakes = Handshakes::default();
-        let (first, cut_first) = handshakes.begin(2);
-        let (_, cut_second) = handshakes.begin(2);
-        handshakes.end(first);
-        let (_, cut_third) = handshakes.begin(2);
-        assert!(!cut_first.is_raised() && !cut_second.is_raised());
-        let (_, cut_fourth) = handshakes.begin(2);
-        assert!(cut_second.is_raised(), "the oldest pending was not cut");
-        assert!(!cut_third.is_raised() && !cut_fourth.is_raised());
+        let handshakes = Slots::default();
+        let (first, cut_first) = handshakes.take(2).expect("room");
+        let (_, cut_second) = handshakes.take(2).expect("room");
+        handshakes.give_back(first);
+        let (_, cut_third) = handshakes.take(2).expect("room");
+        assert!(!cut_first.is_closed() && !cut_second.is_closed());
+        let (_, cut_fourth) = handshakes.take(2).expect("a pending handshake gives way");
+        assert!(cut_second.is_closed(), "the oldest pending was not cut");
+        assert!(!cut_third.is_closed() && !cut_fourth.is_closed());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Listeners, Security, Server};
 use crate::config::{Config, TlsSettings};
@@ -90,16 +90,18 @@ async fn shutdown_signal() {
 /// certificates generated into the data dir (`--auto-tls`, `--peer-auto-tls`) when no files
 /// are given.
 fn security(config: &Config) -> Result<Security, String> {
-    let clients = server_tls(
+    let client_files = certificate_files(
         config,
         &config.client_tls,
         "client",
         &config.listen_client_urls,
     )?;
-    let peers = server_tls(config, &config.peer_tls, "peer", &config.listen_peer_urls)?;
+    let peer_files = certificate_files(config, &config.peer_tls, "peer", &config.listen_peer_urls)?;
+    let clients = server_tls(&config.client_tls, client_files, "client")?;
+    let peers = server_tls(&config.peer_tls, peer_files.clone(), "peer")?;
     // A member shows its peer certificate when it dials a peer, and trusts the peer CA; on
     // generated certificates nobody can be verified, and etcd does not try.
-    let peer_dialer = match peer_files(config)? {
+    let peer_dialer = match peer_files {
         None => Connector::plain(),
         Some((cert, key)) => {
             let files = ClientFiles {
@@ -124,7 +126,7 @@ fn certificate_files(
     tls: &TlsSettings,
     side: &str,
     urls: &[crate::config::Url],
-) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
+) -> Result<Option<(PathBuf, PathBuf)>, String> {
     if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
         if tls.auto {
             eprintln!(
@@ -146,13 +148,13 @@ fn certificate_files(
     crate::tls::auto::self_signed(&dir, &hosts).map(Some)
 }
 
+/// The listener side of one side's TLS, when it has a certificate.
 fn server_tls(
-    config: &Config,
     tls: &TlsSettings,
+    files: Option<(PathBuf, PathBuf)>,
     side: &'static str,
-    urls: &[crate::config::Url],
 ) -> Result<Option<crate::tls::ServerTls>, String> {
-    let Some((cert, key)) = certificate_files(config, tls, side, urls)? else {
+    let Some((cert, key)) = files else {
         return Ok(None);
     };
     let files = ServerFiles {
@@ -163,8 +165,4 @@ fn server_tls(
         crl: tls.crl.clone(),
     };
     files.load(side).map(Some)
-}
-
-fn peer_files(config: &Config) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
-    certificate_files(config, &config.peer_tls, "peer", &config.listen_peer_urls)
 }

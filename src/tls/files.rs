@@ -16,7 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use super::{provider, verify, ClientTls, ServerTls};
+use super::config::{self, BuildError, Trust};
+use super::{ClientTls, Current, ServerTls};
 
 /// A listener's files: etcd's `--cert-file`, `--key-file`, `--trusted-ca-file`,
 /// `--client-cert-auth` and `--client-crl-file` (or their `--peer-*` twins).
@@ -40,45 +41,30 @@ impl ServerFiles {
             Some(&self.key),
             self.trusted_ca.as_ref(),
             self.crl.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-        let reloading = Reloading::new(what, watched, move || files.build())?;
-        Ok(ServerTls::from_fn(move || reloading.current()))
+        ];
+        watch(what, watched, move || files.build())
     }
 
     fn build(&self) -> Result<ServerConfig, String> {
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = match &self.trusted_ca {
-            Some(ca) if self.client_cert_auth => {
-                let roots = Arc::new(read_roots(ca)?);
-                let mut verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
-                if let Some(crl) = &self.crl {
-                    // As etcd checks: every certificate of the verified chain is looked up, and
-                    // one whose issuer the file has no list for is taken.
-                    verifier = verifier
-                        .with_crls(read_crls(crl)?)
-                        .allow_unknown_revocation_status();
-                }
-                builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
-            }
+        let client_roots = match &self.trusted_ca {
+            Some(ca) if self.client_cert_auth => Some(Arc::new(read_roots(ca)?)),
             // Checked with the flags: client-cert auth needs a CA to check against.
             None if self.client_cert_auth => {
                 return Err("client certificate authentication needs a trusted CA file".into())
             }
-            // As Go's server without client auth: no certificate is asked for.
-            _ => builder.with_no_client_auth(),
+            _ => None,
         };
-        // No ALPN: a client that offers only h2, or a protocol nobody knows, is served HTTP/1.1
-        // rather than refused, as Go's server does when it does not speak what is offered.
-        builder
-            .with_single_cert(read_certs(&self.cert)?, read_key(&self.key)?)
-            .map_err(|e| format!("{} and {}: {e}", self.cert.display(), self.key.display()))
+        let crls = match (&client_roots, &self.crl) {
+            (Some(_), Some(crl)) => read_crls(crl)?,
+            _ => Vec::new(),
+        };
+        let identity = (read_certs(&self.cert)?, read_key(&self.key)?);
+        config::server(identity, client_roots, crls).map_err(|e| match e {
+            BuildError::Verifier(why) => why,
+            BuildError::Identity(why) => {
+                format!("{} and {}: {why}", self.cert.display(), self.key.display())
+            }
+        })
     }
 }
 
@@ -103,41 +89,46 @@ impl ClientFiles {
             self.cert.as_ref(),
             self.key.as_ref(),
             self.trusted_ca.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-        let reloading = Reloading::new(what, watched, move || files.build())?;
-        Ok(ClientTls::from_fn(move || reloading.current()))
+            None,
+        ];
+        watch(what, watched, move || files.build())
     }
 
     fn build(&self) -> Result<ClientConfig, String> {
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = if self.skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verify::AnyServer::new(provider())))
+        let trust = if self.skip_verify {
+            Trust::AnyServer
         } else {
-            let roots = match &self.trusted_ca {
+            Trust::Roots(Arc::new(match &self.trusted_ca {
                 Some(ca) => read_roots(ca)?,
                 None => system_roots(),
-            };
-            builder.with_root_certificates(roots)
+            }))
         };
-        let config = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-                .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?,
-            (None, None) => builder.with_no_client_auth(),
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((read_certs(cert)?, read_key(key)?)),
+            (None, None) => None,
             _ => {
                 return Err("a client certificate needs both its cert file and its key file".into())
             }
         };
-        Ok(config)
+        config::client(trust, identity).map_err(|e| match (e, &self.cert, &self.key) {
+            (BuildError::Identity(why), Some(cert), Some(key)) => {
+                format!("{} and {}: {why}", cert.display(), key.display())
+            }
+            (BuildError::Identity(why) | BuildError::Verifier(why), _, _) => why,
+        })
     }
+}
+
+/// A configuration built by `build` from the `watched` files now, and again whenever they
+/// change.
+fn watch<C: Send + Sync + 'static>(
+    what: &'static str,
+    watched: [Option<&PathBuf>; 4],
+    build: impl Fn() -> Result<C, String> + Send + Sync + 'static,
+) -> Result<Current<C>, String> {
+    let paths = watched.into_iter().flatten().cloned().collect();
+    let reloading = Reloading::new(what, paths, build)?;
+    Ok(Current::from_fn(move || reloading.current()))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

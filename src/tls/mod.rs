@@ -8,6 +8,7 @@
 //! data dir ([`auto`], etcd 3.x's `--auto-tls`).
 
 pub mod auto;
+pub mod config;
 pub mod files;
 mod verify;
 
@@ -15,46 +16,41 @@ use std::sync::Arc;
 
 pub use files::{ClientFiles, ServerFiles};
 
-/// Where a TLS listener takes the configuration for each new handshake from.
-#[derive(Clone)]
-pub struct ServerTls(Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>);
+/// Where TLS takes its configuration for each new handshake from: one for ever, or one that
+/// a source gives anew each time (files re-read when they change).
+pub struct Current<C>(Arc<dyn Fn() -> Arc<C> + Send + Sync>);
+
+impl<C> Clone for Current<C> {
+    fn clone(&self) -> Self {
+        Current(Arc::clone(&self.0))
+    }
+}
+
+impl<C: Send + Sync + 'static> Current<C> {
+    pub fn fixed(config: C) -> Current<C> {
+        let config = Arc::new(config);
+        Current(Arc::new(move || Arc::clone(&config)))
+    }
+
+    pub fn from_fn(current: impl Fn() -> Arc<C> + Send + Sync + 'static) -> Current<C> {
+        Current(Arc::new(current))
+    }
+}
+
+/// What a TLS listener serves with.
+pub type ServerTls = Current<rustls::ServerConfig>;
+
+/// What a connection to an `https://` URL uses: the roots that decide whom to trust, and the
+/// certificate to show when the server asks for one.
+pub type ClientTls = Current<rustls::ClientConfig>;
 
 impl ServerTls {
-    /// One configuration for ever.
-    pub fn fixed(config: rustls::ServerConfig) -> ServerTls {
-        let config = Arc::new(config);
-        ServerTls(Arc::new(move || Arc::clone(&config)))
-    }
-
-    /// A configuration `current` gives anew for each handshake.
-    pub fn from_fn(
-        current: impl Fn() -> Arc<rustls::ServerConfig> + Send + Sync + 'static,
-    ) -> Self {
-        ServerTls(Arc::new(current))
-    }
-
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from((self.0)())
     }
 }
 
-/// Where a connection to an `https://` URL takes its configuration from: the roots that
-/// decide whom to trust, and the certificate to show when the server asks for one.
-#[derive(Clone)]
-pub struct ClientTls(Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>);
-
 impl ClientTls {
-    pub fn fixed(config: rustls::ClientConfig) -> ClientTls {
-        let config = Arc::new(config);
-        ClientTls(Arc::new(move || Arc::clone(&config)))
-    }
-
-    pub fn from_fn(
-        current: impl Fn() -> Arc<rustls::ClientConfig> + Send + Sync + 'static,
-    ) -> Self {
-        ClientTls(Arc::new(current))
-    }
-
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from((self.0)())
     }

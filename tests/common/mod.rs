@@ -109,6 +109,20 @@ pub fn request(
     })
 }
 
+/// The `etcd` binary started with `args`; its stderr shown only with `TEST_STDERR` set.
+pub fn spawn_etcd(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_etcd"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("TEST_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("etcd starts")
+}
+
 pub struct Member {
     pub name: String,
     pub client: u16,
@@ -147,17 +161,7 @@ impl Member {
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_etcd"))
-            .args(self.args())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_STDERR").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("etcd starts");
-        self.child = Some(child);
+        self.child = Some(spawn_etcd(&self.args()));
     }
 
     pub fn kill9(&mut self) {
